@@ -1,0 +1,5 @@
+import sys
+
+from gptfl_hpc.cli import main
+
+sys.exit(main())

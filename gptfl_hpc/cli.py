@@ -1,0 +1,50 @@
+"""``gptfl``: the command line. Each subcommand lives in ``gptfl_hpc.commands``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Optional, Sequence
+
+from gptfl_hpc import __version__
+from gptfl_hpc.errors import UserError
+from gptfl_hpc.launch import JobFailed
+
+#: Modules under gptfl_hpc.commands, in the order ``gptfl --help`` lists them.
+COMMANDS = ("validate",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gptfl", description="GPT-FL on Slurm: label names -> synthetic data -> pretrained model -> federated model."
+    )
+    parser.add_argument("--version", action="version", version=f"gptfl-hpc {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"gptfl_hpc.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"gptfl: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except JobFailed as exc:
+        print(f"gptfl: job failed: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""``gptfl`` subcommands, one module each; each exposes ``register(subparsers)``."""

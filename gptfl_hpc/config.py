@@ -1,0 +1,265 @@
+"""Typed run configuration: YAML file + ``key.sub=value`` overrides -> one validated ``Config``.
+
+Every stage reads the same ``Config``. Validation happens once, at load, and any problem becomes
+one ``UserError`` line naming the key and the fix, before anything is written.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gptfl_hpc.errors import UserError
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, defaults are validated too."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+# --------------------------------------------------------------------------- launcher
+
+
+def slurm_time_to_minutes(value: Union[int, str]) -> int:
+    """Slurm's time formats in whole minutes (seconds round up).
+
+    ``M``, ``M:S``, ``H:M:S``, ``D-H``, ``D-H:M``, ``D-H:M:S``, as sbatch ``--time`` reads them.
+    """
+    text = str(value).strip()
+    days, _, clock = text.rpartition("-") if "-" in text else ("", "", text)
+    parts = clock.split(":")
+    if not all(p.isdigit() for p in parts) or (days and not days.isdigit()) or len(parts) > 3:
+        raise ValueError(f"'{text}' is not a Slurm time; use minutes (90), H:MM:SS or D-HH:MM:SS")
+    numbers = [int(p) for p in parts]
+    if days:
+        h, m, s = (numbers + [0, 0])[:3]
+    elif len(numbers) == 3:
+        h, m, s = numbers
+    else:
+        h, (m, s) = 0, (numbers + [0])[:2]
+    minutes = int(days or 0) * 1440 + h * 60 + m + (1 if s else 0)
+    if minutes < 1:
+        raise ValueError("must be at least one minute")
+    return minutes
+
+
+class SlurmConfig(Section):
+    """Slurm parameters; each maps onto one sbatch option."""
+
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    time: Union[int, str] = Field(60, description="minutes or D-HH:MM:SS")
+    nodes: int = Field(1, ge=1)
+    tasks_per_node: int = Field(1, ge=1)
+    gpus_per_node: int = Field(0, ge=0)
+    cpus_per_task: int = Field(1, ge=1)
+    mem: Optional[str] = Field(None, description="per node, e.g. 64G")
+    array_parallelism: int = Field(32, ge=1, description="max array tasks running at once")
+    signal_delay_s: int = Field(120, ge=0, description="USR2 this long before the time limit")
+    max_requeues: int = Field(20, ge=0, description="preemptions survived before giving up")
+    job_name: str = "gptfl"
+    setup: list[str] = Field(default_factory=list, description="shell lines run before the job")
+    srun_args: list[str] = Field(default_factory=list)
+    extra: dict[str, Union[str, int, bool]] = Field(
+        default_factory=dict, description="any other sbatch option, e.g. {constraint: a100}"
+    )
+
+    @field_validator("time")
+    @classmethod
+    def _check_time(cls, value: Union[int, str]) -> Union[int, str]:
+        slurm_time_to_minutes(value)
+        return value
+
+    @field_validator("mem")
+    @classmethod
+    def _check_mem(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not re.fullmatch(r"\d+[KMGT]?", str(value)):
+            raise ValueError(f"'{value}' is not a Slurm memory size; use e.g. 64G or 4000M")
+        return value
+
+    @property
+    def time_min(self) -> int:
+        return slurm_time_to_minutes(self.time)
+
+
+class LauncherConfig(Section):
+    """Where stages run. ``executor`` is always explicit: never auto-detected."""
+
+    executor: Literal["inline", "local", "slurm", "debug"] = "local"
+    poll_interval_s: float = Field(5.0, gt=0)
+    preempt_grace_s: float = Field(60.0, gt=0, description="wait this long for a safe point")
+    slurm: SlurmConfig = Field(default_factory=SlurmConfig)
+
+
+# --------------------------------------------------------------------------- labels
+
+
+class LabelsConfig(Section):
+    """The run's ordered label list; it fixes the class indices of every stage."""
+
+    source: Literal["list", "file", "iblt"] = "list"
+    names: list[str] = Field(default_factory=list, description="with source: list")
+    path: Optional[Path] = Field(None, description="with source: file (one per line) or iblt")
+
+    @model_validator(mode="after")
+    def _check_source(self) -> "LabelsConfig":
+        if self.source == "list":
+            if not self.names:
+                raise ValueError("labels.names is empty; list the label names or set labels.source")
+            duplicates = sorted({n for n in self.names if self.names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"labels.names repeats {duplicates}; each label once")
+        elif self.path is None:
+            raise ValueError(f"labels.source '{self.source}' needs labels.path")
+        elif not self.path.exists():
+            raise ValueError(f"labels.path {self.path} does not exist; fix the path")
+        return self
+
+
+# --------------------------------------------------------------------------- root
+
+
+class Config(Section):
+    """A whole GPT-FL run."""
+
+    run_dir: Path = Path("runs/quickstart")
+    seed: int = Field(0, ge=0)
+    labels: LabelsConfig
+    launcher: LauncherConfig = Field(default_factory=LauncherConfig)
+
+    def resolved(self) -> dict[str, Any]:
+        """Plain JSON-able dict of every value, defaults included."""
+        return self.model_dump(mode="json")
+
+    def science(self) -> dict[str, Any]:
+        """The part that decides results: everything but where it runs and where it is written."""
+        return self.model_dump(mode="json", exclude={"launcher", "run_dir"})
+
+    @property
+    def hash(self) -> str:
+        """Identity of the run: sha256 of the science part, canonical JSON."""
+        canonical = json.dumps(self.science(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader minus YAML 1.1's base-60 numbers, so ``time: 1:30:00`` stays a string."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0o?[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)"
+               r"|\.[0-9_]+(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
+
+
+def load_config(path: Union[str, Path], overrides: Iterable[str] = ()) -> Config:
+    """Read a YAML config, apply ``key.sub=value`` overrides, validate; raise ``UserError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} not found; pass a YAML file such as configs/quickstart.yaml")
+    try:
+        data = parse_yaml(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"config file {path} is not valid YAML{where}; fix the syntax") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping of keys, not {type(data).__name__}")
+    for override in overrides:
+        apply_override(data, override)
+    return validate_config(data)
+
+
+def validate_config(data: dict[str, Any]) -> Config:
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(describe_error(exc.errors()[0], data)) from None
+    return config.model_copy(update={"run_dir": config.run_dir.absolute()})
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """Set ``a.b.c=value`` in a nested dict; the value is parsed as YAML (``3``, ``true``, ``[a, b]``)."""
+    key, sep, raw = override.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise UserError(f"override '{override}' is not key=value; write it like synth.batch_size=8")
+    try:
+        value = parse_yaml(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw  # not YAML: keep the text as a string
+    *parents, leaf = key.split(".")
+    node = data
+    for depth, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            prefix = ".".join(parents[: depth + 1])
+            raise UserError(f"override '{override}': '{prefix}' is a value, not a section")
+        node = child
+    node[leaf] = value
+
+
+def describe_error(error: dict[str, Any], data: dict[str, Any]) -> str:
+    """Turn one pydantic error into one line that names the key and the fix."""
+    loc = [part for part in error["loc"] if isinstance(part, str)]
+    key = ".".join(str(part) for part in error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        valid = _valid_keys(loc[:-1])
+        hint = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.6)
+        fix = f"did you mean '{_join(loc[:-1], hint[0])}'?" if hint else f"valid keys here: {', '.join(valid)}"
+        return f"config: unknown key '{key}'; {fix}"
+    if kind == "missing":
+        return f"config: missing key '{key}'; add it to the config"
+    message = error["msg"]
+    if kind == "value_error":
+        message = message.removeprefix("Value error, ")
+        return f"config: {message}" if not key else f"config: key '{key}': {message}"
+    got = error.get("input")
+    shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+    return f"config: key '{key}': {message[0].lower() + message[1:]}{shown}; fix the value"
+
+
+def _join(parents: list[str], leaf: str) -> str:
+    return ".".join([*parents, leaf])
+
+
+def _valid_keys(loc: list[str]) -> list[str]:
+    """Field names of the section at ``loc`` (a path of field names from the root)."""
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields)
+
+
+def dump_yaml(config: Config) -> str:
+    return yaml.safe_dump(config.resolved(), sort_keys=False, allow_unicode=True)

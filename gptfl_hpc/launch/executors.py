@@ -1,0 +1,92 @@
+"""submitit executors built from the ``launcher`` config section.
+
+The executor is always named explicitly. submitit's ``AutoExecutor`` is never used: it silently
+picks Slurm whenever ``srun`` is on PATH, which turns a laptop test into a cluster submission.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import submitit
+
+from gptfl_hpc.config import LauncherConfig
+
+
+def slurm_parameters(
+    launcher: LauncherConfig,
+    *,
+    job_name: Optional[str] = None,
+    nodes: Optional[int] = None,
+    tasks_per_node: Optional[int] = None,
+    dependency: Optional[str] = None,
+) -> dict:
+    """``SlurmExecutor.update_parameters`` arguments: the config, then what this job needs."""
+    slurm = launcher.slurm
+    extra: dict = {"requeue": True}
+    if dependency:
+        # Without this a job whose dependency failed would stay pending forever.
+        extra["kill_on_invalid_dep"] = "yes"
+    extra.update(slurm.extra)
+    params = {
+        "job_name": job_name or slurm.job_name,
+        "time": slurm.time_min,
+        "nodes": nodes or slurm.nodes,
+        "ntasks_per_node": tasks_per_node or slurm.tasks_per_node,
+        "cpus_per_task": slurm.cpus_per_task,
+        "array_parallelism": slurm.array_parallelism,
+        "signal_delay_s": slurm.signal_delay_s,
+        "setup": list(slurm.setup),
+        "srun_args": list(slurm.srun_args),
+        "additional_parameters": extra,
+    }
+    optional = {
+        "partition": slurm.partition,
+        "account": slurm.account,
+        "qos": slurm.qos,
+        "mem": slurm.mem,
+        "gpus_per_node": slurm.gpus_per_node or None,
+        "dependency": dependency,
+    }
+    params.update({key: value for key, value in optional.items() if value is not None})
+    return params
+
+
+def make_executor(
+    launcher: LauncherConfig,
+    folder: Path,
+    *,
+    job_name: Optional[str] = None,
+    nodes: Optional[int] = None,
+    tasks_per_node: Optional[int] = None,
+    dependency: Optional[str] = None,
+) -> submitit.Executor:
+    """The submitit executor for ``launcher.executor`` (``local``, ``slurm`` or ``debug``)."""
+    kind = launcher.executor
+    if kind == "slurm":
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=launcher.slurm.max_requeues)
+        executor.update_parameters(
+            **slurm_parameters(
+                launcher, job_name=job_name, nodes=nodes, tasks_per_node=tasks_per_node, dependency=dependency
+            )
+        )
+        return executor
+    if kind == "local":
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(
+            timeout_min=launcher.slurm.time_min,
+            tasks_per_node=tasks_per_node or launcher.slurm.tasks_per_node,
+            gpus_per_node=launcher.slurm.gpus_per_node,
+        )
+        return executor
+    if kind == "debug":
+        return submitit.DebugExecutor(folder=folder)
+    raise ValueError(f"executor '{kind}' is not a submitit executor")
+
+
+def sbatch_script(launcher: LauncherConfig, folder: Path, **job: Optional[object]) -> str:
+    """The exact sbatch script ``make_executor`` would submit for a single job; writes nothing."""
+    executor = submitit.SlurmExecutor(folder=folder)
+    executor.update_parameters(**slurm_parameters(launcher, **job))
+    return executor._make_submission_file_text(executor._submitit_command_str, uid="dry-run")

@@ -1,0 +1,181 @@
+"""Submit, chain and wait for stage jobs on any executor: inline, local, slurm or debug.
+
+``Launcher.submit`` and ``Launcher.map_array`` return job handles with submitit's interface
+(``job_id``, ``done()``, ``result()``, ``state``, ``stderr()``); ``Launcher.wait`` turns any failure
+into a ``JobFailed`` report with the job's state and the last lines of its log, never a hang.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from gptfl_hpc.config import LauncherConfig
+from gptfl_hpc.launch.distributed import export_distributed_env
+from gptfl_hpc.launch.executors import make_executor
+from gptfl_hpc.launch.requeue import run_preemptible
+
+log = logging.getLogger(__name__)
+
+LOG_TAIL_LINES = 20
+
+
+class JobFailed(RuntimeError):
+    """A job ended without a result; the message is the report to show the user."""
+
+
+class Preemptible:
+    """The callable a job runs: torch.distributed env from the scheduler, USR2 -> requeue."""
+
+    def __init__(self, fn: Callable[..., Any], grace_s: float, max_requeues: int):
+        self.fn = fn
+        self.grace_s = grace_s
+        self.max_requeues = max_requeues
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        export_distributed_env()
+        return run_preemptible(lambda: self.fn(*args, **kwargs), grace_s=self.grace_s, max_requeues=self.max_requeues)
+
+    def __repr__(self) -> str:
+        return f"Preemptible({getattr(self.fn, '__qualname__', self.fn)!r})"
+
+
+class InlineJob:
+    """A job run to completion in the calling process, with a submitit job's interface."""
+
+    _ids = itertools.count()
+
+    def __init__(self, fn: Callable[..., Any], args: tuple, name: str, blocked_by: Optional[str] = None):
+        self.job_id = f"inline-{next(self._ids)}"
+        self.name = name
+        self._result: Any = None
+        self._error = ""
+        if blocked_by:
+            self.state, self._error = "CANCELLED", f"not run: dependency {blocked_by} failed"
+            return
+        try:
+            self._result = fn(*args)
+            self.state = "COMPLETED"
+        except Exception:  # reported by Launcher.wait, like a remote job's failure
+            self.state, self._error = "FAILED", traceback.format_exc()
+
+    def done(self, force_check: bool = False) -> bool:
+        return True
+
+    def result(self) -> Any:
+        if self.state != "COMPLETED":
+            raise JobFailed(self._error.strip().splitlines()[-1])
+        return self._result
+
+    def results(self) -> list:
+        return [self.result()]
+
+    def stderr(self) -> str:
+        return self._error
+
+
+class Launcher:
+    """Stage jobs for one run: logs and submitit folders live under ``log_dir/<name>/``."""
+
+    def __init__(self, config: LauncherConfig, log_dir: Path):
+        self.config = config
+        self.log_dir = Path(log_dir)
+
+    @property
+    def executor(self) -> str:
+        return self.config.executor
+
+    def _wrap(self, fn: Callable[..., Any]) -> Preemptible:
+        return Preemptible(fn, self.config.preempt_grace_s, self.config.slurm.max_requeues)
+
+    def _dependency(self, name: str, after: Sequence[Any]) -> tuple[Optional[str], Optional[str]]:
+        """(sbatch dependency, id of a failed dependency) for jobs that must wait for ``after``."""
+        if not after:
+            return None, None
+        if self.executor == "slurm":
+            return "afterok:" + ":".join(str(job.job_id) for job in after), None
+        # Local executors have no scheduler to hold a job back: wait here instead.
+        for job in after:
+            try:
+                self.wait([job])
+            except JobFailed:
+                log.error("%s not started: dependency %s failed", name, job.job_id)
+                return None, str(job.job_id)
+        return None, None
+
+    def submit(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        name: str,
+        after: Sequence[Any] = (),
+        nodes: Optional[int] = None,
+        tasks_per_node: Optional[int] = None,
+    ) -> Any:
+        """Run ``fn(*args)`` as one job (``nodes`` × ``tasks_per_node`` tasks) after ``after`` succeed."""
+        dependency, failed = self._dependency(name, after)
+        if self.executor == "inline" or failed:
+            return InlineJob(self._wrap(fn), args, name, blocked_by=failed)
+        executor = make_executor(
+            self.config,
+            self.log_dir / name,
+            job_name=f"gptfl-{name}",
+            nodes=nodes,
+            tasks_per_node=tasks_per_node,
+            dependency=dependency,
+        )
+        job = executor.submit(self._wrap(fn), *args)
+        log.info("submitted %s as %s job %s", name, self.executor, job.job_id)
+        return job
+
+    def map_array(self, fn: Callable[..., Any], items: Sequence[Any], *, name: str, after: Sequence[Any] = ()) -> list:
+        """One array job, task ``i`` running ``fn(items[i])``; at most ``array_parallelism`` at once."""
+        dependency, failed = self._dependency(name, after)
+        if self.executor == "inline" or failed:
+            return [InlineJob(self._wrap(fn), (item,), f"{name}[{i}]", blocked_by=failed) for i, item in enumerate(items)]
+        executor = make_executor(self.config, self.log_dir / name, job_name=f"gptfl-{name}", dependency=dependency)
+        jobs = executor.map_array(self._wrap(fn), items)
+        if jobs:
+            log.info("submitted %s as %s array %s (%d tasks)", name, self.executor, jobs[0].job_id.split("_")[0], len(jobs))
+        return jobs
+
+    def wait(self, jobs: Sequence[Any], timeout_s: Optional[float] = None) -> list:
+        """Results of ``jobs`` in order (rank 0's for multi-task jobs); ``JobFailed`` on any failure."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        pending = list(jobs)
+        while pending:
+            pending = [job for job in pending if not job.done(force_check=True)]
+            if not pending:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                states = ", ".join(f"{job.job_id}={job.state}" for job in pending)
+                raise JobFailed(f"timed out after {timeout_s:.0f} s waiting for jobs: {states}")
+            time.sleep(self.config.poll_interval_s)
+        results = []
+        for job in jobs:
+            try:
+                # results() waits on every task, so a crashed rank fails the job too.
+                results.append(job.results()[0])
+            except Exception as exc:
+                raise JobFailed(failure_report(job, exc)) from None
+        return results
+
+
+def failure_report(job: Any, error: BaseException) -> str:
+    """Job id, final state, the error's last line and the tail of the job's log."""
+    state = getattr(job, "state", "UNKNOWN")
+    reason = str(error).strip().splitlines()
+    lines = [f"job {job.job_id} {state}: {reason[-1] if reason else type(error).__name__}"]
+    try:
+        text = job.stderr() or ""
+    except Exception:  # the log may not exist when a job never started
+        text = ""
+    tail = [line for line in text.splitlines() if line.strip()][-LOG_TAIL_LINES:]
+    if tail:
+        lines.append(f"--- last {len(tail)} lines of the job's log ---")
+        lines.extend(tail)
+    return "\n".join(lines)

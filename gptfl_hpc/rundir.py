@@ -1,0 +1,65 @@
+"""The run directory's identity: the resolved config and its hash, saved when a stage starts.
+
+A run directory belongs to one config. Running any stage again with the identical config resumes
+it; running with a different one is refused, so results of two configs never mix.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+
+from gptfl_hpc.config import Config, dump_yaml, parse_yaml
+from gptfl_hpc.durable import atomic_write_text
+from gptfl_hpc.errors import UserError
+
+CONFIG_FILE = "config.yaml"
+HASH_FILE = "config.sha256"
+
+
+def check_run_dir(config: Config) -> None:
+    """Refuse a run_dir that was made by a different config; writes nothing."""
+    saved = saved_hash(config.run_dir)
+    if saved is None or saved == config.hash:
+        return
+    changed = _changed_keys(_saved_science(config.run_dir), config.science())
+    shown = ", ".join(changed[:4]) + (" ..." if len(changed) > 4 else "")
+    raise UserError(
+        f"run_dir {config.run_dir} was made by a different config (changed: {shown or 'unknown'}); "
+        "use a new run_dir or the original config"
+    )
+
+
+def prepare_run_dir(config: Config) -> Path:
+    """Check the run_dir, then record the config in it (first stage to start writes it)."""
+    check_run_dir(config)
+    run_dir = config.run_dir
+    if saved_hash(run_dir) is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / CONFIG_FILE, dump_yaml(config))
+        # The hash goes last: its presence means the config beside it is complete.
+        atomic_write_text(run_dir / HASH_FILE, config.hash + "\n")
+    return run_dir
+
+
+def saved_hash(run_dir: Path) -> Optional[str]:
+    path = Path(run_dir) / HASH_FILE
+    return path.read_text().strip() if path.is_file() else None
+
+
+def _saved_science(run_dir: Path) -> dict[str, Any]:
+    saved = parse_yaml((Path(run_dir) / CONFIG_FILE).read_text()) or {}
+    saved.pop("launcher", None)
+    saved.pop("run_dir", None)
+    return saved
+
+
+def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        return [k for key in keys for k in _changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")]
+    if json.dumps(old, sort_keys=True) == json.dumps(new, sort_keys=True):
+        return []
+    return [prefix.rstrip(".")]

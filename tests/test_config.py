@@ -1,0 +1,111 @@
+"""Config loading: every kind of error is one line naming the key and the fix; nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gptfl_hpc.config import load_config, slurm_time_to_minutes
+from gptfl_hpc.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+GPTFL = [sys.executable, "-m", "gptfl_hpc"]
+
+
+def error_of(path: Path, *overrides: str) -> str:
+    with pytest.raises(UserError) as info:
+        load_config(path, overrides)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_quickstart_loads_with_defaults(quickstart_config):
+    config = load_config(quickstart_config)
+    assert config.labels.names[0] == "digit zero"
+    assert config.launcher.executor == "local"
+    assert config.launcher.slurm.time_min == 60
+    assert config.run_dir.is_absolute()
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("seeed=1", "unknown key 'seeed'; did you mean 'seed'?"),
+        ("launcher.slurm.partiton=gpu", "did you mean 'launcher.slurm.partition'?"),
+        ("launcher.zzz=1", "valid keys here: executor, poll_interval_s, preempt_grace_s, slurm"),
+        ("seed=abc", "key 'seed': input should be a valid integer"),
+        ("seed=-1", "key 'seed': input should be greater than or equal to 0"),
+        ("launcher.executor=auto", "key 'launcher.executor': input should be 'inline', 'local', 'slurm' or 'debug'"),
+        ("launcher.slurm.time=1:2:3:4", "is not a Slurm time"),
+        ("launcher.slurm.mem=lots", "is not a Slurm memory size"),
+        ("labels.source=file", "labels.source 'file' needs labels.path"),
+        ("labels.names=[a, b, a]", "labels.names repeats ['a']"),
+        ("seed", "is not key=value"),
+        ("seed.deeper=1", "'seed' is a value, not a section"),
+    ],
+)
+def test_override_errors_are_one_line(quickstart_config, override, expected):
+    assert expected in error_of(quickstart_config, override)
+
+
+def test_missing_path_is_named(quickstart_config, tmp_path):
+    message = error_of(quickstart_config, "labels.source=file", f"labels.path={tmp_path}/nope.txt")
+    assert f"{tmp_path}/nope.txt does not exist" in message
+
+
+def test_missing_required_section(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("seed: 1\n")
+    assert error_of(path) == "config: missing key 'labels'; add it to the config"
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("seed: [1\nlabels: x\n")
+    assert "is not valid YAML at line" in error_of(path)
+    assert "not found" in error_of(tmp_path / "absent.yaml")
+    path.write_text("- a list\n")
+    assert "must hold a mapping" in error_of(path)
+
+
+def test_override_values_are_typed(quickstart_config):
+    config = load_config(
+        quickstart_config, ["seed=7", "launcher.slurm.setup=[module load cuda, echo hi]", "launcher.slurm.time=2-00:00:00"]
+    )
+    assert config.seed == 7
+    assert config.launcher.slurm.setup == ["module load cuda", "echo hi"]
+    assert config.launcher.slurm.time_min == 2 * 1440
+
+
+@pytest.mark.parametrize("text, minutes", [(90, 90), ("90", 90), ("1:30:00", 90), ("2-01:00:00", 2940), ("10:30", 11)])
+def test_slurm_time(text, minutes):
+    assert slurm_time_to_minutes(text) == minutes
+
+
+def test_hash_ignores_launcher_and_run_dir(quickstart_config):
+    base = load_config(quickstart_config)
+    assert load_config(quickstart_config, ["launcher.executor=slurm", "run_dir=/elsewhere"]).hash == base.hash
+    assert load_config(quickstart_config, ["seed=1"]).hash != base.hash
+
+
+def test_cli_validate_exit_codes(quickstart_config, tmp_path):
+    ok = subprocess.run([*GPTFL, "validate", str(quickstart_config)], capture_output=True, text=True, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "digit nine" in ok.stdout and "config hash" in ok.stdout
+    bad = subprocess.run([*GPTFL, "validate", str(quickstart_config), "seeed=1"], capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines() == ["gptfl: error: config: unknown key 'seeed'; did you mean 'seed'?"]
+    assert bad.stdout == ""
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_unquoted_clock_times_stay_strings(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("labels: {names: [a]}\nlauncher: {slurm: {time: 1:30:00}}\nseed: 3\n")
+    config = load_config(path, ["launcher.poll_interval_s=0.5", "launcher.preempt_grace_s=1e2"])
+    assert config.launcher.slurm.time_min == 90 and config.seed == 3
+    assert config.launcher.poll_interval_s == 0.5 and config.launcher.preempt_grace_s == 100.0
