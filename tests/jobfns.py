@@ -89,3 +89,8 @@ if __name__ == "__main__":
     task_dir = Path(state_dir) / os.environ.get("SLURM_ARRAY_TASK_ID", "0")
     result = run_preemptible(lambda: count(str(task_dir), int(steps), float(step_s)), grace_s=30, max_requeues=3)
     (task_dir / "result.json").write_text(json.dumps({"sum": result, "rank": os.environ["RANK"]}))
+
+
+def count_task(task: tuple) -> int:
+    """``count`` for ``map_array``, which passes one item per task."""
+    return count(*task)
