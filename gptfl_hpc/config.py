@@ -124,6 +124,22 @@ class LabelsConfig(Section):
             raise ValueError(f"labels.path {self.path} does not exist; fix the path")
         return self
 
+    def load(self) -> list[str]:
+        """The ordered label names; raises ``UserError`` for an empty or repeating list."""
+        if self.source == "list":
+            return list(self.names)
+        if self.source == "iblt":
+            from gptfl_hpc.prompts.iblt import load_label_union
+
+            return load_label_union(self.path)
+        names = [line.strip() for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not names:
+            raise UserError(f"labels.path {self.path} lists no labels; write one label name per line")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise UserError(f"labels.path {self.path} repeats {repeated}; list each label once")
+        return names
+
 
 # --------------------------------------------------------------------------- root
 

@@ -109,3 +109,15 @@ def test_unquoted_clock_times_stay_strings(tmp_path):
     config = load_config(path, ["launcher.poll_interval_s=0.5", "launcher.preempt_grace_s=1e2"])
     assert config.launcher.slurm.time_min == 90 and config.seed == 3
     assert config.launcher.poll_interval_s == 0.5 and config.launcher.preempt_grace_s == 100.0
+
+
+def test_labels_from_file_and_iblt_union(quickstart_config, tmp_path):
+    (tmp_path / "labels.txt").write_text("cat\n\ndog\n")
+    config = load_config(quickstart_config, ["labels.source=file", f"labels.path={tmp_path}/labels.txt"])
+    assert config.labels.load() == ["cat", "dog"]
+    (tmp_path / "labels.txt").write_text("cat\ncat\n")
+    with pytest.raises(UserError, match=r"repeats \['cat'\]"):
+        config.labels.load()
+    (tmp_path / "union.json").write_text('{"labels": ["zebra", "ant"], "clients": 3}')
+    union = load_config(quickstart_config, ["labels.source=iblt", f"labels.path={tmp_path}/union.json"])
+    assert union.labels.load() == ["ant", "zebra"]

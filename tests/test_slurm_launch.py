@@ -130,3 +130,16 @@ def test_hard_killed_job_is_reported_with_its_log_tail(tmp_path):
     report = str(info.value)
     assert time.monotonic() - started < 180
     assert report.startswith(f"job {job.job_id} ") and "last words before SIGKILL" in report
+
+
+def test_stage_sbatch_script_runs_gptfl(tmp_path):
+    out = tmp_path / "stage.out"
+    job_id = subprocess.run(
+        ["sbatch", "--parsable", f"--output={out}", str(REPO / "slurm" / "stage.sbatch"),
+         "validate", str(REPO / "configs" / "quickstart.yaml"), "seed=11"],
+        check=True, cwd=REPO, capture_output=True, text=True, timeout=60,
+    ).stdout.strip()
+    wait_for(lambda: sacct_states(job_id).get(job_id) == "COMPLETED", 120, "the sbatch job to complete")
+    log = out.read_text()
+    assert "stage.sbatch: job" in log and "gptfl validate" in log
+    assert "seed: 11" in log and "# config hash" in log

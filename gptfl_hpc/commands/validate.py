@@ -16,6 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    labels = config.labels.load()
     print(f"# config hash {config.hash}")
+    print(f"# {len(labels)} labels from {config.labels.source}: {', '.join(labels[:5])}{' ...' if len(labels) > 5 else ''}")
     print(dump_yaml(config), end="")
     return 0
