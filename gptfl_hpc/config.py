@@ -14,15 +14,12 @@ from pathlib import Path
 from typing import Any, Iterable, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from gptfl_hpc.data.config import DataConfig
 from gptfl_hpc.errors import UserError
-
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, defaults are validated too."""
-
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+from gptfl_hpc.models.config import ModelConfig
+from gptfl_hpc.schema import Section
 
 
 # --------------------------------------------------------------------------- launcher
@@ -151,6 +148,8 @@ class Config(Section):
     seed: int = Field(0, ge=0)
     labels: LabelsConfig
     launcher: LauncherConfig = Field(default_factory=LauncherConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
 
     def resolved(self) -> dict[str, Any]:
         """Plain JSON-able dict of every value, defaults included."""

@@ -13,10 +13,12 @@ import random
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where needed: label and config commands start fast
+    import torch
 
 PathLike = Union[str, Path]
 LATEST = "latest"
@@ -73,22 +75,26 @@ def atomic_save(path: PathLike, save: Callable[[Path], None]) -> None:
 
 def save_checkpoint(path: PathLike, state: dict[str, Any]) -> None:
     """``torch.save`` atomically; ``state`` must hold only tensors and plain Python values."""
+    import torch
+
     atomic_save(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: PathLike) -> dict[str, Any]:
     """Load a checkpoint without unpickling arbitrary objects."""
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def save_tensors(path: PathLike, tensors: dict[str, torch.Tensor], metadata: Optional[dict[str, str]] = None) -> None:
+def save_tensors(path: PathLike, tensors: dict[str, "torch.Tensor"], metadata: Optional[dict[str, str]] = None) -> None:
     from safetensors.torch import save_file
 
     contiguous = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
     atomic_save(path, lambda tmp: save_file(contiguous, str(tmp), metadata=metadata))
 
 
-def load_tensors(path: PathLike) -> dict[str, torch.Tensor]:
+def load_tensors(path: PathLike) -> dict[str, "torch.Tensor"]:
     from safetensors.torch import load_file
 
     return load_file(str(path))
@@ -113,6 +119,8 @@ def read_latest(directory: PathLike) -> Optional[Path]:
 
 def capture_rng_state() -> dict[str, Any]:
     """Python, NumPy (legacy global) and torch RNG states, as values ``weights_only`` can load."""
+    import torch
+
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
@@ -132,6 +140,8 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
+    import torch
+
     py = state["python"]
     random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
     npy = state["numpy"]

@@ -1,0 +1,268 @@
+"""A dataset over synthesis shards (HDF5), yielding the same samples as the real datasets.
+
+A shard file holds datasets ``x`` (uint8 ``N x H x W x C`` images, or int16/float32 ``N x T``
+audio with a ``sample_rate`` file attribute), ``y`` (int64 indices into the shard's label list),
+``index``, ``seed``, ``guidance``, ``prompt``; and file attributes ``labels`` (JSON list of names),
+``complete`` (bool) and ``modality`` (``image`` / ``speech`` / ``audio``).
+
+``ShardDataset`` reads only attributes and lengths when built. Files are opened lazily in the
+process that reads samples -- each DataLoader worker opens its own handles, and a handle
+inherited through ``fork`` is never reused (the opening pid is remembered). Reads are one sample
+at a time (``x[j]``); ``__getitems__`` merges runs of consecutive indices into one slice read, so
+a ``BlockBatchSampler`` (random blocks of consecutive samples) serves batches with a few large
+reads instead of many small ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence, Union
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+from gptfl_hpc.data.base import SAMPLE_RATE, LabeledDataset, Transform
+from gptfl_hpc.data.labels import label_mapping
+from gptfl_hpc.data.waveforms import pcm_to_float, to_mono_rate
+from gptfl_hpc.errors import UserError
+
+PathLike = Union[str, Path]
+
+
+def find_complete_shards(directory: PathLike) -> list[Path]:
+    """``directory/*.h5`` in sorted order, keeping only files marked ``complete``."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise UserError(f"shard directory {folder} does not exist; run the synthesize stage first or fix the path")
+    return [path for path in sorted(folder.glob("*.h5")) if _is_complete(path)]
+
+
+def _is_complete(path: Path) -> bool:
+    try:
+        with _open(path) as handle:
+            return bool(handle.attrs.get("complete", False))
+    except OSError:
+        return False  # a shard still being written or truncated by a crash: not ours to read
+
+
+def _open(path: Path, chunk_cache: bool = True) -> h5py.File:
+    # File locking fails on many parallel file systems and buys nothing for read-only access.
+    if chunk_cache:
+        return h5py.File(path, "r", locking=False)
+    # Without a chunk cache HDF5 reads just the selected sample of an uncompressed chunk; with
+    # one it would read the whole chunk for each random sample (3x slower at 64 samples/chunk).
+    return h5py.File(path, "r", locking=False, rdcc_nbytes=0, rdcc_nslots=1)
+
+
+@dataclass(frozen=True)
+class ShardHeader:
+    """What a shard's attributes and shapes say, read once when the dataset is built."""
+
+    path: Path
+    length: int
+    modality: str
+    sample_rate: Optional[int]
+    compressed: bool
+    mapping: np.ndarray  # shard class index -> run class index
+
+
+def _read_header(path: Path, run_labels: Sequence[str]) -> ShardHeader:
+    if not path.is_file():
+        raise UserError(f"shard {path} does not exist; list existing shards or pass their directory")
+    try:
+        with _open(path) as handle:
+            if not bool(handle.attrs.get("complete", False)):
+                raise UserError(f"shard {path} is not complete; finish the synthesize stage or leave it out")
+            if "x" not in handle or "y" not in handle or "labels" not in handle.attrs:
+                raise UserError(f"shard {path} lacks x, y or the labels attribute; it is not a synthesis shard")
+            x, y = handle["x"], handle["y"]
+            if len(x) != len(y):
+                raise UserError(f"shard {path} has {len(x)} x but {len(y)} y; regenerate it")
+            rate = handle.attrs.get("sample_rate")
+            return ShardHeader(
+                path=path,
+                length=len(x),
+                modality=_text(handle.attrs.get("modality", "image")),
+                sample_rate=None if rate is None else int(rate),
+                compressed=x.id.get_create_plist().get_nfilters() > 0,
+                mapping=label_mapping(json.loads(_text(handle.attrs["labels"])), run_labels, f"shard {path.name}"),
+            )
+    except OSError as exc:
+        raise UserError(f"shard {path} cannot be read as HDF5 ({exc}); regenerate it") from None
+
+
+class ShardDataset(LabeledDataset):
+    """All samples of the given shards, class indices matched to ``run_labels`` by name."""
+
+    def __init__(
+        self,
+        source: Union[PathLike, Sequence[PathLike]],
+        run_labels: Sequence[str],
+        transform: Optional[Transform] = None,
+        sample_rate: int = SAMPLE_RATE,
+    ):
+        if isinstance(source, (str, Path)) and Path(source).is_dir():
+            paths = find_complete_shards(source)
+        elif isinstance(source, (str, Path)):
+            paths = [Path(source)]
+        else:
+            paths = [Path(p) for p in source]
+        if not paths:
+            raise UserError(f"no complete shards in {source}; run the synthesize stage first")
+        self.paths = paths
+        self.labels = list(run_labels)
+        self.transform = transform
+        self.sample_rate = sample_rate
+        self.headers = [_read_header(path, self.labels) for path in paths]
+        modalities = sorted({h.modality for h in self.headers})
+        if len(modalities) != 1:
+            raise UserError(f"shards mix modalities {modalities}; use shards of one synthesize run")
+        self.modality = modalities[0]
+        self._ends = np.cumsum([h.length for h in self.headers])
+        self._targets: Optional[np.ndarray] = None
+        self._pid: Optional[int] = None
+        self._x: list[h5py.Dataset] = []
+        self._y: list[np.ndarray] = []
+        self._files: list[h5py.File] = []
+
+    # ------------------------------------------------------------------ interface
+
+    def __len__(self) -> int:
+        return int(self._ends[-1])
+
+    @property
+    def targets(self) -> np.ndarray:  # type: ignore[override]
+        """Class indices of all samples; reads every ``y`` once, on first use."""
+        if self._targets is None:
+            parts = []
+            for header in self.headers:
+                with _open(header.path) as handle:
+                    parts.append(header.mapping[handle["y"][:].astype(np.int64)])
+            self._targets = np.concatenate(parts)
+        return self._targets
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        shard, local = self._locate(index)
+        self._ensure_open()
+        return self._sample(self._x[shard][local], int(self._y[shard][local]), shard)
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, int]]:
+        """Samples for ``indices``; each run of consecutive indices in one shard is one slice read."""
+        self._ensure_open()
+        samples: list[tuple[Any, int]] = []
+        for shard, start, stop in self._runs(indices):
+            if stop - start == 1:
+                block = self._x[shard][start][None]
+            else:
+                block = self._x[shard][start:stop]
+            labels = self._y[shard][start:stop]
+            samples.extend(self._sample(x, int(y), shard) for x, y in zip(block, labels))
+        return samples
+
+    # ------------------------------------------------------------------ internals
+
+    def _locate(self, index: int) -> tuple[int, int]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        shard = int(np.searchsorted(self._ends, index, side="right"))
+        return shard, index - (int(self._ends[shard - 1]) if shard else 0)
+
+    def _runs(self, indices: Sequence[int]) -> Iterator[tuple[int, int, int]]:
+        """Maximal ``(shard, start, stop)`` runs of consecutive indices, in the given order."""
+        run: Optional[list[int]] = None
+        for index in indices:
+            shard, local = self._locate(int(index))
+            if run is not None and shard == run[0] and local == run[2]:
+                run[2] += 1
+                continue
+            if run is not None:
+                yield run[0], run[1], run[2]
+            run = [shard, local, local + 1]
+        if run is not None:
+            yield run[0], run[1], run[2]
+
+    def _sample(self, x: np.ndarray, y: int, shard: int) -> tuple[Any, int]:
+        if self.modality != "image":
+            rate = self.headers[shard].sample_rate or self.sample_rate
+            x = to_mono_rate(pcm_to_float(x), rate, self.sample_rate)
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, y
+
+    def _ensure_open(self) -> None:
+        if self._pid == os.getpid():
+            return
+        # A new process (a DataLoader worker, or a fork): handles from the parent are not ours.
+        self._files = [_open(h.path, chunk_cache=h.compressed) for h in self.headers]
+        self._x = [handle["x"] for handle in self._files]
+        self._y = [h.mapping[handle["y"][:].astype(np.int64)] for h, handle in zip(self.headers, self._files)]
+        self._pid = os.getpid()
+
+    def close(self) -> None:
+        if self._pid == os.getpid():
+            for handle in self._files:
+                handle.close()
+        self._files, self._x, self._y, self._pid = [], [], [], None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_files=[], _x=[], _y=[], _pid=None)
+        return state
+
+
+class BlockBatchSampler(Sampler[list[int]]):
+    """Batches made of random blocks of ``block_size`` consecutive indices.
+
+    Each epoch shuffles the block order (seeded by ``seed`` and ``set_epoch``); a batch is the next
+    ``batch_size // block_size`` blocks. With shards whose samples are in plan order (labels drawn
+    per sample), a batch still mixes classes, while reads are slices instead of single samples.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        block_size: int = 32,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ):
+        if batch_size < 1 or block_size < 1:
+            raise ValueError("batch_size and block_size must be at least 1")
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.block_size = min(block_size, batch_size)
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        starts = np.arange(0, self.num_samples, self.block_size)
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            starts = starts[torch.randperm(len(starts), generator=generator).numpy()]
+        batch: list[int] = []
+        for start in starts:
+            batch.extend(range(int(start), min(int(start) + self.block_size, self.num_samples)))
+            if len(batch) >= self.batch_size:
+                yield batch[: self.batch_size]
+                batch = batch[self.batch_size :]
+        if batch and not self.drop_last:
+            yield batch
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.num_samples, self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)

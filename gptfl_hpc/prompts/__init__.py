@@ -1,0 +1,5 @@
+"""Label names for GPT-FL prompts; ``iblt`` and ``secure_sum`` discover them without a per-client view."""
+
+from gptfl_hpc.prompts.iblt import load_label_union
+
+__all__ = ["load_label_union"]

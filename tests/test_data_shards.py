@@ -1,0 +1,122 @@
+"""The dataset over synthesis shards."""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from fixtures_data import write_shard
+from torch.utils.data import DataLoader
+
+from gptfl_hpc.data.images import collate_images
+from gptfl_hpc.data.shards import BlockBatchSampler, ShardDataset, find_complete_shards
+from gptfl_hpc.errors import UserError
+
+RUN_LABELS = ["cat", "dog", "frog"]
+
+
+def image_shards(tmp_path, sizes=(5, 7), labels=RUN_LABELS):
+    """Shards whose pixel (0, 0, 0) holds the global sample number, labels cycling."""
+    paths, start = [], 0
+    for k, n in enumerate(sizes):
+        x = np.zeros((n, 4, 4, 3), np.uint8)
+        x[:, 0, 0, 0] = np.arange(start, start + n)
+        y = np.arange(start, start + n) % len(labels)
+        paths.append(write_shard(tmp_path / f"shard_{k:05d}.h5", x, y, labels, first_index=start))
+        start += n
+    return paths
+
+
+def test_directory_reads_only_complete_shards_in_order(tmp_path):
+    image_shards(tmp_path)
+    write_shard(tmp_path / "shard_00002.h5", np.zeros((3, 4, 4, 3), np.uint8), [0, 1, 2], RUN_LABELS, complete=False)
+    (tmp_path / "shard_00003.h5.tmp").write_bytes(b"partial")
+    (tmp_path / "shard_00004.h5").write_bytes(b"truncated by a crash")
+    assert [p.name for p in find_complete_shards(tmp_path)] == ["shard_00000.h5", "shard_00001.h5"]
+    ds = ShardDataset(tmp_path, RUN_LABELS)
+    assert len(ds) == 12 and ds.modality == "image" and ds.labels == RUN_LABELS
+    assert [int(ds[i][0][0, 0, 0]) for i in range(12)] == list(range(12))
+    assert list(ds.targets) == [i % 3 for i in range(12)]
+    x, y = ds[6]
+    assert x.dtype == np.uint8 and x.shape == (4, 4, 3) and y == 0
+
+
+def test_labels_are_matched_by_name(tmp_path):
+    # The shard lists its labels in another order: sample i has shard label i % 3.
+    image_shards(tmp_path, sizes=(6,), labels=["frog", "cat", "dog"])
+    ds = ShardDataset(tmp_path, RUN_LABELS)
+    assert [ds.labels[ds[i][1]] for i in range(6)] == ["frog", "cat", "dog"] * 2
+    assert list(ds.targets) == [2, 0, 1, 2, 0, 1]
+    with pytest.raises(UserError, match="'bird'"):
+        ShardDataset(tmp_path, ["cat", "dog", "bird"])
+
+
+def test_opens_lazily_and_reopens_in_a_new_process(tmp_path):
+    image_shards(tmp_path)
+    ds = ShardDataset(tmp_path, RUN_LABELS)
+    assert ds._files == [] and ds._pid is None  # building it opened nothing for reading samples
+    ds[0]
+    assert ds._pid == os.getpid() and len(ds._files) == 2
+    assert ds._files[0].id.get_access_plist().get_cache()[2] == 0  # uncompressed: no chunk cache
+    loader = DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate_images, multiprocessing_context="fork")
+    seen = torch.cat([x[:, 0, 0, 0] for x, _ in loader])
+    assert seen.tolist() == list(range(12))
+    ds.close()
+    assert ds._files == []
+
+
+def test_getitems_merges_consecutive_reads_and_matches_getitem(tmp_path):
+    image_shards(tmp_path)
+    ds = ShardDataset(tmp_path, RUN_LABELS)
+    indices = [3, 4, 5, 6, 11, 0, 1]  # crosses the shard boundary at 5
+    assert list(ds._runs(indices)) == [(0, 3, 5), (1, 0, 2), (1, 6, 7), (0, 0, 2)]
+    batch = ds.__getitems__(indices)
+    for index, (x, y) in zip(indices, batch):
+        x_single, y_single = ds[index]
+        assert np.array_equal(x, x_single) and y == y_single
+
+
+def test_compressed_shards_keep_a_chunk_cache(tmp_path):
+    x = np.arange(10 * 48, dtype=np.uint8).reshape(10, 4, 4, 3)
+    write_shard(tmp_path / "z.h5", x, np.arange(10) % 3, RUN_LABELS, compression="gzip", chunk=4)
+    ds = ShardDataset(tmp_path, RUN_LABELS)
+    assert [h.compressed for h in ds.headers] == [True]
+    assert all(np.array_equal(ds[i][0], x[i]) for i in (7, 2, 9))
+    assert ds._files[0].id.get_access_plist().get_cache()[2] > 0
+
+
+def test_block_batch_sampler_covers_every_index_once():
+    sampler = BlockBatchSampler(100, batch_size=16, block_size=4, seed=3)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 7
+    assert sorted(i for b in batches for i in b) == list(range(100))
+    assert all(len(b) == 16 for b in batches[:-1])
+    assert batches == list(BlockBatchSampler(100, batch_size=16, block_size=4, seed=3))
+    sampler.set_epoch(1)
+    assert list(sampler) != batches
+
+
+def test_audio_shards_yield_float_waveforms_at_16k(tmp_path):
+    pcm = np.full((2, 8000), 16384, np.int16)
+    write_shard(tmp_path / "a.h5", pcm, [0, 1], ["yes", "no"], modality="speech", sample_rate=8000)
+    ds = ShardDataset(tmp_path / "a.h5", ["no", "yes"])
+    x, y = ds[0]
+    assert ds.modality == "speech" and y == 1
+    assert x.dtype == np.float32 and x.shape == (16000,) and abs(float(np.median(x)) - 0.5) < 1e-3
+
+
+def test_shard_errors_are_one_line(tmp_path):
+    with pytest.raises(UserError, match="no complete shards"):
+        ShardDataset(tmp_path, RUN_LABELS)
+    path = write_shard(tmp_path / "s.h5", np.zeros((2, 4, 4, 3), np.uint8), [0, 1], RUN_LABELS, complete=False)
+    with pytest.raises(UserError, match="not complete"):
+        ShardDataset([path], RUN_LABELS)
+    with h5py.File(path, "a") as handle:
+        handle.attrs["complete"] = True
+        del handle["y"]
+    with pytest.raises(UserError) as exc_info:
+        ShardDataset([path], RUN_LABELS)
+    assert "\n" not in str(exc_info.value) and str(path) in str(exc_info.value)
