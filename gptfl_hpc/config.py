@@ -254,7 +254,8 @@ def describe_error(error: dict[str, Any], data: dict[str, Any]) -> str:
     message = error["msg"]
     if kind == "value_error":
         message = message.removeprefix("Value error, ")
-        return f"config: {message}" if not key else f"config: key '{key}': {message}"
+        # Section-level checks already name their keys ("labels.path ... does not exist").
+        return f"config: {message}" if not key or message.startswith(key) else f"config: key '{key}': {message}"
     got = error.get("input")
     shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
     return f"config: key '{key}': {message[0].lower() + message[1:]}{shown}; fix the value"
