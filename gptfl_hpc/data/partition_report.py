@@ -63,5 +63,5 @@ def plot_heatmap(partition: Partition, targets: np.ndarray, labels: Sequence[str
         axes.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
     figure.colorbar(image, ax=axes, label="samples")
     figure.tight_layout()
-    atomic_save(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
+    atomic_save(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
     plt.close(figure)
