@@ -148,7 +148,11 @@ class Launcher:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         pending = list(jobs)
         while pending:
-            pending = [job for job in pending if not job.done(force_check=True)]
+            if self.executor == "slurm":
+                # One sacct call refreshes every registered job; per-job forced checks would cost
+                # one call per array task per poll.
+                pending[0].watcher.update()
+            pending = [job for job in pending if not job.done()]
             if not pending:
                 break
             if deadline is not None and time.monotonic() > deadline:
