@@ -10,6 +10,7 @@ import difflib
 import hashlib
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Literal, Optional, Union
 
@@ -100,6 +101,11 @@ class LauncherConfig(Section):
 # --------------------------------------------------------------------------- labels
 
 
+def _repeated(names: list[str]) -> list[str]:
+    """Names that occur more than once, sorted."""
+    return sorted(name for name, count in Counter(names).items() if count > 1)
+
+
 class LabelsConfig(Section):
     """The run's ordered label list; it fixes the class indices of every stage."""
 
@@ -112,9 +118,9 @@ class LabelsConfig(Section):
         if self.source == "list":
             if not self.names:
                 raise ValueError("labels.names is empty; list the label names or set labels.source")
-            duplicates = sorted({n for n in self.names if self.names.count(n) > 1})
-            if duplicates:
-                raise ValueError(f"labels.names repeats {duplicates}; each label once")
+            repeated = _repeated(self.names)
+            if repeated:
+                raise ValueError(f"labels.names repeats {repeated}; each label once")
         elif self.path is None:
             raise ValueError(f"labels.source '{self.source}' needs labels.path")
         elif not self.path.exists():
@@ -132,7 +138,7 @@ class LabelsConfig(Section):
         names = [line.strip() for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
         if not names:
             raise UserError(f"labels.path {self.path} lists no labels; write one label name per line")
-        repeated = sorted({n for n in names if names.count(n) > 1})
+        repeated = _repeated(names)
         if repeated:
             raise UserError(f"labels.path {self.path} repeats {repeated}; list each label once")
         return names

@@ -85,8 +85,7 @@ def make_executor(
     raise ValueError(f"executor '{kind}' is not a submitit executor")
 
 
-def sbatch_script(launcher: LauncherConfig, folder: Path, **job: Optional[object]) -> str:
+def sbatch_script(launcher: LauncherConfig, folder: Path, **job: Optional[str]) -> str:
     """The exact sbatch script ``make_executor`` would submit for a single job; writes nothing."""
-    executor = submitit.SlurmExecutor(folder=folder)
-    executor.update_parameters(**slurm_parameters(launcher, **job))
+    executor = make_executor(launcher.model_copy(update={"executor": "slurm"}), folder, **job)
     return executor._make_submission_file_text(executor._submitit_command_str, uid="dry-run")
