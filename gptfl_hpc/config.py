@@ -19,8 +19,12 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from gptfl_hpc.data.config import DataConfig
 from gptfl_hpc.errors import UserError
+from gptfl_hpc.fl.config import FederateConfig
 from gptfl_hpc.models.config import ModelConfig
+from gptfl_hpc.pretrain.config import PretrainConfig
+from gptfl_hpc.prompts.config import PromptsConfig
 from gptfl_hpc.schema import Section
+from gptfl_hpc.synth.config import SynthConfig
 
 
 # --------------------------------------------------------------------------- launcher
@@ -156,6 +160,10 @@ class Config(Section):
     launcher: LauncherConfig = Field(default_factory=LauncherConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    federate: FederateConfig = Field(default_factory=FederateConfig)
 
     def resolved(self) -> dict[str, Any]:
         """Plain JSON-able dict of every value, defaults included."""
@@ -168,8 +176,17 @@ class Config(Section):
     @property
     def hash(self) -> str:
         """Identity of the run: sha256 of the science part, canonical JSON."""
-        canonical = json.dumps(self.science(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return _sha256_json(self.science())
+
+    def stage_hash(self, *sections: str) -> str:
+        """Identity of the given top-level sections only (e.g. what decides the synthetic samples)."""
+        science = self.science()
+        return _sha256_json({name: science[name] for name in sections})
+
+
+def _sha256_json(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------- loading

@@ -1,0 +1,1 @@
+"""Stage 3: synthetic shards -> downstream model, trained with DeepSpeed."""

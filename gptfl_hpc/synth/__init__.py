@@ -1,0 +1,1 @@
+"""Stage 2: prompts -> samples. A deterministic plan, generators, HDF5 shards, resumable tasks."""
