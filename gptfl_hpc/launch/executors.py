@@ -6,6 +6,7 @@ picks Slurm whenever ``srun`` is on PATH, which turns a laptop test into a clust
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Optional
 
@@ -85,7 +86,23 @@ def make_executor(
     raise ValueError(f"executor '{kind}' is not a submitit executor")
 
 
-def sbatch_script(launcher: LauncherConfig, folder: Path, **job: Optional[str]) -> str:
-    """The exact sbatch script ``make_executor`` would submit for a single job; writes nothing."""
+def sbatch_script(launcher: LauncherConfig, folder: Path, *, array: Optional[int] = None, **job: Optional[str]) -> str:
+    """The exact sbatch script ``make_executor`` would submit (an ``array``-task array job when
+    given); writes nothing."""
     executor = make_executor(launcher.model_copy(update={"executor": "slurm"}), folder, **job)
+    if array is not None:
+        executor.parameters["map_count"] = array  # what submitit sets for map_array
     return executor._make_submission_file_text(executor._submitit_command_str, uid="dry-run")
+
+
+def max_array_size(default: int = 1001) -> int:
+    """The cluster's ``MaxArraySize`` (array indices run 0..MaxArraySize-1); Slurm's default if unknown."""
+    try:
+        proc = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return default
+    for line in proc.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "MaxArraySize" and value.strip().isdigit():
+            return int(value.strip())
+    return default

@@ -1,0 +1,155 @@
+"""What is on disk: per-shard records, the manifest, verification and status.
+
+Each complete shard ``shard-KKKKK.h5`` gets a record ``shard-KKKKK.json`` (sha256, count, index
+range, class histogram) written right after the shard's rename. ``manifest.json`` lists every
+recorded shard; tasks finishing at the same time rebuild it under a file lock, and ``verify`` and
+``status`` rebuild it too, so it never stays behind the records.
+
+A shard is *good* when it opens, says ``complete``, holds exactly its planned index range with the
+plan's labels, and its sha256 equals its record. Anything else is *bad*: the next run moves it to
+``RUN/synth/bad/`` (kept, never deleted) and makes it again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+import numpy as np
+
+from gptfl_hpc.durable import atomic_write_json
+from gptfl_hpc.synth.plan import Plan
+from gptfl_hpc.synth.writer import PartialShard, read_arrays, read_attrs, shard_name
+
+MANIFEST = "manifest.json"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shard_path(synth_dir: Path, shard: int) -> Path:
+    return Path(synth_dir) / f"{shard_name(shard)}.h5"
+
+
+def record_path(synth_dir: Path, shard: int) -> Path:
+    return Path(synth_dir) / f"{shard_name(shard)}.json"
+
+
+def write_record(synth_dir: Path, shard: int, plan: Plan, labels: Sequence[str]) -> dict[str, Any]:
+    """Record a freshly completed shard: checksum, count, range and class histogram."""
+    path = shard_path(synth_dir, shard)
+    start, stop = plan.shard_range(shard)
+    y = read_arrays(path)["y"]
+    record = {
+        "name": path.name,
+        "shard": shard,
+        "start": start,
+        "stop": stop,
+        "count": int(len(y)),
+        "sha256": sha256_file(path),
+        "histogram": np.bincount(y, minlength=len(labels)).astype(int).tolist(),
+    }
+    atomic_write_json(record_path(synth_dir, shard), record)
+    return record
+
+
+def read_record(synth_dir: Path, shard: int) -> Optional[dict[str, Any]]:
+    try:
+        return json.loads(record_path(synth_dir, shard).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def check_shard(synth_dir: Path, shard: int, plan: Plan, labels: Sequence[str]) -> Optional[str]:
+    """None when shard ``shard`` is good; otherwise what is wrong with it, in a few words."""
+    path = shard_path(synth_dir, shard)
+    record = read_record(synth_dir, shard)
+    if record is None:
+        return "no record (the run stopped between the shard's rename and its record)"
+    if sha256_file(path) != record.get("sha256"):
+        return "sha256 differs from its record (truncated or altered)"
+    try:
+        attrs = read_attrs(path)
+        arrays = read_arrays(path)
+    except (OSError, KeyError) as exc:
+        return f"unreadable as HDF5 ({exc})"
+    start, stop = plan.shard_range(shard)
+    if not attrs.get("complete"):
+        return "not marked complete"
+    if json.loads(attrs.get("labels", "[]")) != list(labels):
+        return "made for other labels"
+    if not np.array_equal(arrays["index"], np.arange(start, stop)):
+        return f"does not hold exactly samples {start}..{stop - 1}"
+    if len(arrays["x"]) != stop - start or len(arrays["y"]) != stop - start:
+        return "x or y has the wrong length"
+    return None
+
+
+@dataclass(frozen=True)
+class ShardState:
+    shard: int
+    state: str  # complete | partial | missing | bad
+    committed: int  # samples on disk for this shard
+    planned: int
+    problem: Optional[str] = None
+
+
+def shard_states(synth_dir: Path, plan: Plan, labels: Sequence[str], check: bool = True) -> list[ShardState]:
+    """The state of every planned shard; with ``check`` complete shards are verified in full."""
+    states = []
+    for shard in range(plan.num_shards):
+        start, stop = plan.shard_range(shard)
+        if shard_path(synth_dir, shard).is_file():
+            problem = check_shard(synth_dir, shard, plan, labels) if check else None
+            if problem is None:
+                states.append(ShardState(shard, "complete", stop - start, stop - start))
+            else:
+                states.append(ShardState(shard, "bad", 0, stop - start, problem))
+            continue
+        committed = PartialShard(synth_dir, shard, start, stop).committed() - start
+        states.append(ShardState(shard, "partial" if committed else "missing", committed, stop - start))
+    return states
+
+
+@contextmanager
+def _locked(synth_dir: Path) -> Iterator[None]:
+    with open(Path(synth_dir) / ".manifest.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def rebuild_manifest(synth_dir: Path, plan: Plan, labels: Sequence[str], provenance: dict[str, Any]) -> dict[str, Any]:
+    """Write ``manifest.json`` from the records of the shards that exist."""
+    synth_dir = Path(synth_dir)
+    with _locked(synth_dir):
+        shards = []
+        for shard in range(plan.num_shards):
+            record = read_record(synth_dir, shard)
+            if record is not None and shard_path(synth_dir, shard).is_file():
+                shards.append(record)
+        histogram = np.sum([r["histogram"] for r in shards], axis=0).astype(int).tolist() if shards else []
+        manifest = {
+            "labels": list(labels),
+            "plan": plan.summary(),
+            **provenance,
+            "planned_shards": plan.num_shards,
+            "complete_shards": len(shards),
+            "samples": int(sum(r["count"] for r in shards)),
+            "histogram": histogram,
+            "shards": shards,
+        }
+        atomic_write_json(synth_dir / MANIFEST, manifest)
+    return manifest

@@ -1,0 +1,349 @@
+"""The synthesis stage: ``prepare`` fixes the plan, ``run_task`` makes one task's shards.
+
+``prepare`` runs wherever the stage is started (a login node, the inline process, or each array
+task of a plain sbatch array): it is idempotent and cheap. It writes ``RUN/synth/plan.json`` once
+and builds tiny weights when the config asks for them. ``run_task(config, t)`` makes the shards of
+task ``t``: complete shards are checked and skipped, a partial shard continues after its last
+committed sample, a bad shard is moved aside and made again. It commits a block every
+``flush_every`` samples (whole batches), and at each commit honours a pending preemption.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+from tqdm import tqdm
+
+from gptfl_hpc import preemption
+from gptfl_hpc.config import Config
+from gptfl_hpc.durable import atomic_write_json
+from gptfl_hpc.errors import UserError
+from gptfl_hpc.rundir import prepare_run_dir
+from gptfl_hpc.synth.manifest import (
+    check_shard,
+    read_record,
+    rebuild_manifest,
+    shard_path,
+    shard_states,
+    write_record,
+)
+from gptfl_hpc.synth.plan import Plan, make_plan
+from gptfl_hpc.synth.writer import PartialShard, shard_name, write_shard
+
+log = logging.getLogger(__name__)
+
+PLAN = "plan.json"
+#: How work is split and committed; it never changes a sample, so it is not part of the identity.
+EXECUTION_KEYS = ("tasks", "flush_every")
+
+
+def synth_identity(config: Config) -> str:
+    """sha256 of what decides the samples: seed, labels, prompts and synth minus how work is split."""
+    science = config.science()
+    synth = {key: value for key, value in science["synth"].items() if key not in EXECUTION_KEYS}
+    canonical = json.dumps(
+        {"seed": science["seed"], "labels": science["labels"], "prompts": science["prompts"], "synth": synth},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def synth_dir(config: Config) -> Path:
+    return config.run_dir / "synth"
+
+
+@dataclass
+class SynthJob:
+    """What every task of one synthesis run shares."""
+
+    config: Config
+    plan: Plan
+    labels: list[str]
+    prompts: list[list[str]]  # per class index
+    weights_dir: Path
+    vocoder_dir: Optional[Path]
+    provenance: dict[str, Any]
+
+    @property
+    def folder(self) -> Path:
+        return synth_dir(self.config)
+
+
+def planned_total(config: Config) -> int:
+    """``synth.count``, or ``synth.multiplier`` x the real training set's size."""
+    if config.synth.count is not None:
+        return config.synth.count
+    from gptfl_hpc.data.factory import open_dataset
+
+    train_size = len(open_dataset(config.data, "train"))
+    return round(config.synth.multiplier * train_size)
+
+
+def compute_plan(config: Config, num_labels: int) -> Plan:
+    from gptfl_hpc.synth.generators import num_speakers
+
+    return make_plan(
+        run_seed=config.seed,
+        num_labels=num_labels,
+        total=planned_total(config),
+        samples_per_shard=config.synth.samples_per_shard,
+        tasks=config.synth.tasks,
+        guidance=config.synth.guidance,
+        num_speakers=num_speakers(config.synth.model),
+    )
+
+
+def load_plan(config: Config, num_labels: int) -> Plan:
+    """The run's plan: ``plan.json`` when it exists (it is fixed once written), else computed."""
+    path = synth_dir(config) / PLAN
+    if path.is_file():
+        saved = json.loads(path.read_text())["plan"]
+        return Plan(
+            run_seed=saved["run_seed"],
+            num_labels=saved["num_labels"],
+            per_class=saved["per_class"],
+            samples_per_shard=saved["samples_per_shard"],
+            shards_per_task=saved["shards_per_task"],
+            guidance=tuple(saved["guidance"]),
+            num_speakers=saved["num_speakers"],
+        )
+    return compute_plan(config, num_labels)
+
+
+def prepare(config: Config) -> SynthJob:
+    """Fix the plan and the weights; idempotent, so every task may call it."""
+    from gptfl_hpc.prompts.store import load_prompts
+    from gptfl_hpc.synth.generators import resolve_weights, weights_revision
+
+    prepare_run_dir(config)
+    labels = config.labels.load()
+    by_label = load_prompts(config.run_dir, labels)
+    plan = load_plan(config, len(labels))
+    weights_dir, vocoder_dir = resolve_weights(config.synth.model, config.run_dir)
+    model = config.synth.model
+    provenance = {
+        "generator": model.kind,
+        "modality": model.modality,
+        "weights": model.weights,
+        "weights_revision": weights_revision(weights_dir),
+        "config_hash": synth_identity(config),
+    }
+    folder = synth_dir(config)
+    if not (folder / PLAN).is_file():
+        atomic_write_json(folder / PLAN, {"plan": plan.summary(), "labels": labels, **provenance})
+    return SynthJob(config, plan, labels, [by_label[label] for label in labels], weights_dir, vocoder_dir, provenance)
+
+
+def shard_attrs(job: SynthJob, shard: int, sample_rate: Optional[int]) -> dict[str, Any]:
+    start, stop = job.plan.shard_range(shard)
+    attrs: dict[str, Any] = {
+        "labels": job.labels,
+        **job.provenance,
+        "shard": shard,
+        "start": start,
+        "stop": stop,
+        "total": job.plan.total,
+    }
+    if sample_rate is not None:
+        attrs["sample_rate"] = sample_rate
+    return attrs
+
+
+def quarantine(job: SynthJob, shard: int, problem: str) -> None:
+    """Move a bad shard and its record to ``RUN/synth/bad/`` (kept for inspection, never deleted)."""
+    bad = job.folder / "bad"
+    bad.mkdir(exist_ok=True)
+    for source in (shard_path(job.folder, shard), job.folder / f"{shard_name(shard)}.json"):
+        if source.exists():
+            target = bad / source.name
+            suffix = 1
+            while target.exists():
+                target = bad / f"{source.name}.{suffix}"
+                suffix += 1
+            shutil.move(str(source), str(target))
+    log.warning("%s is bad (%s): moved to %s, making it again", shard_name(shard), problem, bad)
+
+
+def _remove_stale_temporaries(job: SynthJob, shard: int) -> None:
+    """Temporaries of a write that a kill interrupted; only this task writes this shard."""
+    name = shard_name(shard)
+    for pattern in (f".{name}.h5.*.tmp", f".{name}.json.*.tmp", f".partial/{name}/.*.tmp"):
+        for path in glob.glob(str(job.folder / pattern)):
+            Path(path).unlink(missing_ok=True)
+
+
+def _shard_is_done(job: SynthJob, shard: int) -> bool:
+    """True for a good complete shard; a bad one is quarantined and False returned."""
+    path = shard_path(job.folder, shard)
+    if not path.is_file():
+        return False
+    if read_record(job.folder, shard) is None:
+        # Killed between the shard's rename and its record: the shard was complete when renamed.
+        try:
+            write_record(job.folder, shard, job.plan, job.labels)
+        except (OSError, KeyError) as exc:
+            quarantine(job, shard, f"unreadable ({exc})")
+            return False
+    problem = check_shard(job.folder, shard, job.plan, job.labels)
+    if problem is None:
+        return True
+    quarantine(job, shard, problem)
+    return False
+
+
+def run_task(config: Config, task: int) -> dict[str, Any]:
+    """Make every shard of array task ``task``; returns counts and the measured samples/s."""
+    job = prepare(config)
+    plan, model = job.plan, config.synth.model
+    shards = plan.task_shards(task)
+    todo = [shard for shard in shards if not _shard_is_done(job, shard)]
+    skipped = len(shards) - len(todo)
+    result: dict[str, Any] = {"task": task, "shards": list(shards), "skipped": skipped, "made": 0, "samples": 0}
+    if not todo:
+        log.info("task %d: all %d shards already complete", task, len(shards))
+        rebuild_manifest(job.folder, plan, job.labels, job.provenance)
+        return result
+
+    from gptfl_hpc.synth.generators import load_generator
+
+    generator = load_generator(model, config.data.image_size, job.weights_dir, job.vocoder_dir)
+    batch = model.batch_size
+    flush = -(-config.synth.flush_every // batch) * batch  # whole batches, so batches never shift
+    remaining = []
+    for shard in todo:
+        start, stop = plan.shard_range(shard)
+        _remove_stale_temporaries(job, shard)
+        remaining.append(stop - PartialShard(job.folder, shard, start, stop).committed())
+    progress = tqdm(total=sum(remaining), desc=f"synth task {task}", unit="sample", mininterval=5, disable=None)
+    began, made = time.monotonic(), 0
+    for shard in todo:
+        start, stop = plan.shard_range(shard)
+        partial = PartialShard(job.folder, shard, start, stop)
+        cursor = partial.committed()
+        if cursor > start:
+            log.info("task %d: %s resumes after %d committed samples", task, shard_name(shard), cursor - start)
+        pending: list[dict[str, np.ndarray]] = []
+        while cursor < stop:
+            # Batches start at start + j * batch: the same batches however often the task restarts.
+            end = min(cursor + batch, stop)
+            specs = plan.specs(cursor, end, job.prompts)
+            pending.append(_as_arrays(specs, generator.generate(specs), model.kind == "speecht5"))
+            progress.update(end - cursor)
+            made += end - cursor
+            cursor = end
+            pending_count = sum(len(block["index"]) for block in pending)
+            if pending_count >= flush or cursor == stop or preemption.requested():
+                partial.commit({key: np.concatenate([b[key] for b in pending]) for key in pending[0]})
+                pending = []
+                rate = made / max(time.monotonic() - began, 1e-9)
+                log.info("task %d: %s committed %d/%d samples (%.2f samples/s)", task, shard_name(shard),
+                         cursor - start, stop - start, rate)
+                preemption.raise_if_requested()
+        write_shard(shard_path(job.folder, shard), partial.load(), shard_attrs(job, shard, generator.sample_rate))
+        write_record(job.folder, shard, plan, job.labels)
+        partial.remove()
+        rebuild_manifest(job.folder, plan, job.labels, job.provenance)
+        result["made"] += 1
+    progress.close()
+    seconds = time.monotonic() - began
+    result.update(samples=made, seconds=round(seconds, 3), samples_per_s=round(made / max(seconds, 1e-9), 3))
+    result["flagged"] = [{"index": index, "problem": problem} for index, problem in generator.flagged]
+    _record_throughput(job, task, result)
+    return result
+
+
+def _as_arrays(specs: list, x: np.ndarray, with_speaker: bool) -> dict[str, np.ndarray]:
+    arrays = {
+        "x": x,
+        "y": np.array([s.label for s in specs], dtype=np.int64),
+        "index": np.array([s.index for s in specs], dtype=np.int64),
+        "seed": np.array([s.seed for s in specs], dtype=np.int64),
+        "guidance": np.array([s.guidance for s in specs], dtype=np.float64),
+        "prompt": np.array([s.prompt for s in specs], dtype=np.str_),
+    }
+    if with_speaker:
+        arrays["speaker"] = np.array([s.speaker for s in specs], dtype=np.int64)
+    return arrays
+
+
+def _record_throughput(job: SynthJob, task: int, result: dict[str, Any]) -> None:
+    """Measured samples/s per task, for the next dry run's time estimate."""
+    if result["samples"]:
+        record = {key: result[key] for key in ("samples", "seconds", "samples_per_s")}
+        record["host"] = os.uname().nodename
+        atomic_write_json(job.folder / "throughput" / f"task-{task:05d}.json", record)
+
+
+def measured_rate(config: Config) -> Optional[float]:
+    """Median samples/s of this run's finished tasks, or None before any task ran."""
+    rates = []
+    for path in sorted((synth_dir(config) / "throughput").glob("task-*.json")):
+        try:
+            rates.append(float(json.loads(path.read_text())["samples_per_s"]))
+        except (OSError, ValueError, KeyError):
+            continue
+    return float(np.median(rates)) if rates else None
+
+
+def run(config: Config) -> dict[str, Any]:
+    """Every task in this process, one after another (the inline path of ``gptfl run``)."""
+    job = prepare(config)
+    results = [run_task(config, task) for task in range(job.plan.num_tasks)]
+    return summarize(config, results)
+
+
+def summarize(config: Config, results: list[dict[str, Any]]) -> dict[str, Any]:
+    job = prepare(config)
+    manifest = rebuild_manifest(job.folder, job.plan, job.labels, job.provenance)
+    states = shard_states(job.folder, job.plan, job.labels, check=False)
+    missing = [s.shard for s in states if s.state != "complete"]
+    if missing:
+        raise RuntimeError(f"synthesis finished with shards {missing} incomplete; run it again to finish them")
+    return {
+        "samples": manifest["samples"],
+        "shards": manifest["complete_shards"],
+        "made": sum(r["made"] for r in results),
+        "skipped": sum(r["skipped"] for r in results),
+        "flagged": sum(len(r.get("flagged", [])) for r in results),
+        "manifest": str(job.folder / "manifest.json"),
+    }
+
+
+def verify(run_dir: Path) -> list[tuple[str, str]]:
+    """``(shard, problem)`` for every planned shard that is not good (missing ones included); reads only."""
+    from gptfl_hpc.config import load_config
+
+    config_path = Path(run_dir) / "config.yaml"
+    if not config_path.is_file():
+        raise UserError(f"{run_dir} is not a run directory (no config.yaml); pass the run_dir of a config")
+    config = load_config(config_path)
+    config = config.model_copy(update={"run_dir": Path(run_dir).absolute()})
+    labels = config.labels.load()
+    folder = synth_dir(config)
+    if not (folder / PLAN).is_file():
+        raise UserError(f"{folder / PLAN} not found; run `gptfl synth` for this run first")
+    plan = load_plan(config, len(labels))
+    problems = []
+    for state in shard_states(folder, plan, labels, check=True):
+        if state.state == "bad":
+            problems.append((f"{shard_name(state.shard)}.h5", state.problem or "bad"))
+        elif state.state != "complete":
+            problems.append((f"{shard_name(state.shard)}.h5", f"{state.state} ({state.committed}/{state.planned} samples)"))
+    return problems
+
+
+def run_array_task(item: tuple[Config, int]) -> dict[str, Any]:
+    """``run_task`` for one ``(config, task)`` item of an array job."""
+    config, task = item
+    return run_task(config, task)
