@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from gptfl_hpc.config import LauncherConfig
+from gptfl_hpc.errors import UserError
 from gptfl_hpc.launch.distributed import export_distributed_env
 from gptfl_hpc.launch.executors import make_executor
 from gptfl_hpc.launch.requeue import run_preemptible
@@ -54,12 +55,15 @@ class InlineJob:
         self.name = name
         self._result: Any = None
         self._error = ""
+        self._user_error: Optional[UserError] = None
         if blocked_by:
             self.state, self._error = "CANCELLED", f"not run: dependency {blocked_by} failed"
             return
         try:
             self._result = fn(*args)
             self.state = "COMPLETED"
+        except UserError as exc:  # bad input found inside the stage: still one line, exit 2
+            self.state, self._error, self._user_error = "FAILED", str(exc), exc
         except Exception:  # reported by Launcher.wait, like a remote job's failure
             self.state, self._error = "FAILED", traceback.format_exc()
 
@@ -67,6 +71,8 @@ class InlineJob:
         return True
 
     def result(self) -> Any:
+        if self._user_error is not None:
+            raise self._user_error
         if self.state != "COMPLETED":
             raise JobFailed(self._error.strip().splitlines()[-1])
         return self._result
@@ -164,6 +170,8 @@ class Launcher:
             try:
                 # results() waits on every task, so a crashed rank fails the job too.
                 results.append(job.results()[0])
+            except UserError:
+                raise  # an inline stage's bad-input line, reported as such
             except Exception as exc:
                 raise JobFailed(failure_report(job, exc)) from None
         return results
