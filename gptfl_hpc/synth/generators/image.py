@@ -1,0 +1,108 @@
+"""Text-to-image with a diffusers ``StableDiffusionPipeline`` and the DPM-Solver++ scheduler."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gptfl_hpc.errors import UserError
+from gptfl_hpc.synth.generators.base import Generator, SampleSpec
+from gptfl_hpc.synth.generators.config import GeneratorConfig
+from gptfl_hpc.synth.generators.guidance import GuidanceScales
+from gptfl_hpc.synth.generators.runtime import (
+    apply_threads,
+    flag,
+    nan_rows,
+    resolve_device,
+    resolve_dtype,
+    sample_generators,
+)
+from gptfl_hpc.synth.generators.weights import require_class, weights_revision
+
+PIPELINE_CLASS = "StableDiffusionPipeline"
+
+
+class StableDiffusionGenerator(Generator):
+    """Prompts -> uint8 ``(N, image_size, image_size, 3)`` images, each from its own seed and scale."""
+
+    kind = "stable_diffusion"
+    modality = "image"
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, config: GeneratorConfig, image_size: int, weights_dir: Path) -> None:
+        super().__init__()
+        from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+
+        require_class(weights_dir, PIPELINE_CLASS)
+        apply_threads(config)
+        self.config = config
+        self.device = resolve_device(config)
+        self.torch_dtype = resolve_dtype(config, self.device)
+        extra = {}
+        if not _has_safety_checker(weights_dir):
+            # Saved without one (tiny and many local models): say so instead of warning about it.
+            extra = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+        pipeline = StableDiffusionPipeline.from_pretrained(weights_dir, dtype=self.torch_dtype, **extra)
+        if pipeline.unet.config.time_cond_proj_dim is not None:
+            raise UserError(
+                f"synth.model.weights: {weights_dir} is a guidance-distilled UNet (time_cond_proj_dim set), which "
+                "has no per-sample classifier-free guidance; use a standard Stable Diffusion checkpoint"
+            )
+        pipeline.scheduler = DPMSolverMultistepScheduler.from_config(
+            pipeline.scheduler.config, algorithm_type="dpmsolver++"
+        )
+        pipeline.set_progress_bar_config(disable=True)
+        self.pipeline = pipeline.to(self.device)
+
+        self.resolution = config.resolution or pipeline.unet.config.sample_size * pipeline.vae_scale_factor
+        if self.resolution % 8:
+            raise UserError(
+                f"synth.model.resolution {self.resolution} is not a multiple of 8; "
+                "Stable Diffusion needs one (e.g. 512)"
+            )
+        self.image_size = int(image_size)
+        self.sample_shape = (self.image_size, self.image_size, 3)
+        self.weights = config.weights
+        self.revision = weights_revision(weights_dir)
+
+    def raw_call(self, specs: Sequence[SampleSpec]) -> torch.Tensor:
+        """The one pipeline call per batch: float images in [0, 1], ``(N, 3, R, R)`` on the device."""
+        negative = [self.config.negative_prompt] * len(specs) if self.config.negative_prompt else None
+        return self.pipeline(
+            prompt=[spec.prompt for spec in specs],
+            negative_prompt=negative,
+            height=self.resolution,
+            width=self.resolution,
+            num_inference_steps=self.config.steps,
+            guidance_scale=GuidanceScales([spec.guidance for spec in specs]),
+            generator=sample_generators(specs),
+            output_type="pt",
+        ).images
+
+    def generate(self, specs: Sequence[SampleSpec]) -> np.ndarray:
+        apply_threads(self.config)
+        images = self.raw_call(specs).float()
+        bad = nan_rows(images)
+        for spec in (s for s, b in zip(specs, bad.tolist()) if b):
+            flag(self.flagged, spec, "non-finite image (NaN or inf); written as black")
+        images = torch.nan_to_num(images, nan=0.0, posinf=0.0, neginf=0.0)
+        if images.shape[-1] != self.image_size:
+            # Antialiasing matters when shrinking (512 -> 32): plain bicubic would alias.
+            images = F.interpolate(
+                images, size=(self.image_size,) * 2, mode="bicubic", antialias=True, align_corners=False
+            )
+        pixels = (images.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        for spec, row, was_bad in zip(specs, pixels, bad.tolist()):
+            if not was_bad and not row.any():
+                flag(self.flagged, spec, "all-black image (e.g. blanked by the safety checker)")
+        return np.ascontiguousarray(pixels)
+
+
+def _has_safety_checker(weights_dir: Path) -> bool:
+    entry = json.loads((weights_dir / "model_index.json").read_text(encoding="utf-8")).get("safety_checker")
+    return bool(entry) and entry[0] is not None

@@ -1,0 +1,78 @@
+"""Text-to-audio with diffusers' ``AudioLDMPipeline`` and the DPM-Solver++ scheduler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from gptfl_hpc.errors import UserError
+from gptfl_hpc.synth.generators.base import Generator, SampleSpec
+from gptfl_hpc.synth.generators.config import GeneratorConfig
+from gptfl_hpc.synth.generators.guidance import GuidanceScales
+from gptfl_hpc.synth.generators.runtime import (
+    SAMPLE_RATE,
+    apply_threads,
+    resolve_device,
+    resolve_dtype,
+    sample_generators,
+    to_pcm16,
+)
+from gptfl_hpc.synth.generators.weights import require_class, weights_revision
+
+PIPELINE_CLASS = "AudioLDMPipeline"
+
+
+class AudioLDMGenerator(Generator):
+    """Prompts -> int16 PCM ``(N, seconds * 16000)``, each from its own seed and guidance scale."""
+
+    kind = "audioldm"
+    modality = "audio"
+    dtype = np.dtype(np.int16)
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, config: GeneratorConfig, weights_dir: Path) -> None:
+        super().__init__()
+        from diffusers import AudioLDMPipeline, DPMSolverMultistepScheduler
+
+        require_class(weights_dir, PIPELINE_CLASS)
+        apply_threads(config)
+        self.config = config
+        self.device = resolve_device(config)
+        self.torch_dtype = resolve_dtype(config, self.device)
+        pipeline = AudioLDMPipeline.from_pretrained(weights_dir, dtype=self.torch_dtype)
+        if pipeline.vocoder.config.sampling_rate != SAMPLE_RATE:
+            raise UserError(
+                f"synth.model.weights: {weights_dir} makes {pipeline.vocoder.config.sampling_rate} Hz audio; "
+                f"the sound datasets are {SAMPLE_RATE} Hz, use a {SAMPLE_RATE} Hz AudioLDM checkpoint"
+            )
+        pipeline.scheduler = DPMSolverMultistepScheduler.from_config(
+            pipeline.scheduler.config, algorithm_type="dpmsolver++"
+        )
+        pipeline.set_progress_bar_config(disable=True)
+        self.pipeline = pipeline.to(self.device)
+
+        self.seconds = config.audio_seconds
+        self.length = int(round(self.seconds * SAMPLE_RATE))
+        self.sample_shape = (self.length,)
+        self.weights = config.weights
+        self.revision = weights_revision(weights_dir)
+
+    def raw_call(self, specs: Sequence[SampleSpec]) -> torch.Tensor:
+        """The one pipeline call per batch: float waveforms ``(N, T)`` on the CPU."""
+        negative = [self.config.negative_prompt] * len(specs) if self.config.negative_prompt else None
+        return self.pipeline(
+            prompt=[spec.prompt for spec in specs],
+            negative_prompt=negative,
+            audio_length_in_s=self.seconds,
+            num_inference_steps=self.config.steps,
+            guidance_scale=GuidanceScales([spec.guidance for spec in specs]),
+            generator=sample_generators(specs),
+            output_type="pt",
+        ).audios
+
+    def generate(self, specs: Sequence[SampleSpec]) -> np.ndarray:
+        apply_threads(self.config)
+        return to_pcm16(list(self.raw_call(specs)), self.length, specs, self.flagged)

@@ -1,0 +1,106 @@
+"""Where a generator's weights are, whether they hold the expected class, and their fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Optional
+
+from gptfl_hpc.errors import UserError
+from gptfl_hpc.synth.generators.config import GeneratorConfig
+from gptfl_hpc.synth.tiny import VOCODER_SUBDIR, ensure_tiny
+
+#: How a user gets weights, appended to every "missing weights" message.
+HOW_TO_PROVIDE = (
+    "point it at a local directory written by save_pretrained (for example one made with "
+    "`huggingface-cli download <repo> --local-dir DIR`), or set it to 'tiny' for a tiny random model"
+)
+
+#: Files whose content enters the fingerprint: configs and tokenizer vocabularies, never weights.
+FINGERPRINTED_SUFFIXES = {".json", ".txt", ".model"}
+
+
+def resolve_weights(config: GeneratorConfig, run_dir: Path) -> tuple[Path, Optional[Path]]:
+    """The absolute weights directory and, for SpeechT5, the vocoder directory.
+
+    ``tiny`` builds (once, race-free) ``run_dir/weights/tiny-<kind>``; the tiny SpeechT5 keeps its
+    HiFi-GAN in a ``vocoder`` subfolder, used unless ``synth.model.vocoder`` names another one.
+    """
+    if config.weights == "tiny":
+        weights = ensure_tiny(config.kind, Path(run_dir).resolve() / "weights" / f"tiny-{config.kind}")
+        tiny_vocoder = weights / VOCODER_SUBDIR if config.kind == "speecht5" else None
+    else:
+        weights = Path(config.weights).expanduser().resolve()
+        tiny_vocoder = None
+    if config.kind != "speecht5":
+        return weights, None
+    if config.vocoder is not None:
+        return weights, Path(config.vocoder).expanduser().resolve()
+    if tiny_vocoder is None:
+        raise UserError(
+            f"synth.model.vocoder is not set: SpeechT5 weights {weights} need a HiFi-GAN vocoder; set "
+            "synth.model.vocoder to a local SpeechT5HifiGan directory "
+            "(e.g. a download of microsoft/speecht5_hifigan)"
+        )
+    return weights, tiny_vocoder
+
+
+def require_class(directory: Path, expected: str, key: str = "synth.model.weights") -> None:
+    """Raise a one-line ``UserError`` unless ``directory`` holds a saved ``expected`` (pipeline or model)."""
+    if not directory.exists():
+        raise UserError(f"{key}: {directory} does not exist; {HOW_TO_PROVIDE}")
+    if not directory.is_dir():
+        raise UserError(f"{key}: {directory} is a file, not a model directory; {HOW_TO_PROVIDE}")
+    found = saved_class(directory)
+    if found is None:
+        raise UserError(
+            f"{key}: {directory} holds no model_index.json or config.json, so it is not a saved {expected}; "
+            f"{HOW_TO_PROVIDE}"
+        )
+    if found != expected:
+        raise UserError(
+            f"{key}: {directory} holds a {found}, but synth.model.kind needs a {expected}; "
+            f"point it at a {expected} directory, or change synth.model.kind"
+        )
+
+
+def saved_class(directory: Path) -> Optional[str]:
+    """The class a ``save_pretrained`` directory was written by, read from its index or config."""
+    index = directory / "model_index.json"  # a diffusers pipeline
+    if index.is_file():
+        return _read_json(index).get("_class_name")
+    config = directory / "config.json"  # a single transformers or diffusers model
+    if config.is_file():
+        content = _read_json(config)
+        architectures = content.get("architectures") or []
+        return architectures[0] if architectures else content.get("_class_name")
+    return None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} is not readable JSON ({exc}); re-download or re-save the weights") from exc
+    if not isinstance(content, dict):
+        raise UserError(f"{path} does not hold a JSON object; re-download or re-save the weights")
+    return content
+
+
+def weights_revision(*directories: Path) -> str:
+    """A short fingerprint of weights folders: every file's relative path and size, plus the
+    content of the small config and vocabulary files. Cheap (never reads the GB-sized weights),
+    and it changes whenever a model is re-saved with another config or other weights' sizes."""
+    digest = hashlib.sha256()
+    for directory in directories:
+        directory = Path(directory)
+        for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+            relative = path.relative_to(directory)
+            if any(part.startswith(".") for part in relative.parts):  # download caches, lock files
+                continue
+            digest.update(f"{relative.as_posix()}\0{path.stat().st_size}\0".encode())
+            if path.suffix in FINGERPRINTED_SUFFIXES and path.stat().st_size <= 1 << 20:
+                digest.update(path.read_bytes())
+        digest.update(b"\1")
+    return digest.hexdigest()[:16]
