@@ -165,7 +165,7 @@ def test_dry_run_prints_the_plan_and_the_array_script_and_writes_nothing(tmp_pat
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, overrides, message):
     path = write_config(tmp_path, "run")
     if "weights" in overrides[0]:
-        gptfl("prompts", path)  # past the prompts check, so the weights check is what fails
+        gptfl("prompts", path, *overrides)  # past the prompts check, so the weights check is what fails
     dry = ["--dry-run"] if "MaxArraySize" in message else []
     proc = gptfl("synth", path, *overrides, *dry, check=False)
     assert proc.returncode == 2, proc.stderr
@@ -181,23 +181,31 @@ def test_synth_without_prompts_says_what_to_run(tmp_path):
 
 
 @pytest.mark.slurm
-def test_slurm_array_preempted_mid_shard_completes_identically(tmp_path, reference, slurm_cluster):
+def test_slurm_array_preempted_mid_shard_completes_identically(tmp_path, slurm_cluster):
+    # Longer shards and more steps than the other tests, so USR2 lands while a shard is half made.
+    sizes = ["synth.count=144", "synth.samples_per_shard=48", "synth.model.steps=20"]
+    reference_path = write_config(tmp_path, "reference")
+    gptfl("prompts", reference_path, *sizes)
+    gptfl("synth", reference_path, *sizes)
     path = write_config(tmp_path, "run", tasks=3)
-    gptfl("prompts", path)
-    proc = subprocess.Popen([sys.executable, "-m", "gptfl_hpc", "synth", str(path), "--executor", "slurm", "--wait"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    gptfl("prompts", path, *sizes)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gptfl_hpc", "synth", str(path), *sizes, "--executor", "slurm", "--wait"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
     partial = tmp_path / "run" / "synth" / ".partial" / "shard-00001"
     deadline = time.monotonic() + 300
     while not list(partial.glob("*.npz")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.02)
     array = _array_job_id(tmp_path / "run" / "logs" / "synth")
     subprocess.run(["scancel", "--signal=USR2", f"{array}_1"], check=True)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
-    assert shard_hashes(tmp_path / "run") == reference  # no duplicates, no gaps: the same bytes
+    # No duplicates, no gaps: exactly the uninterrupted run's bytes.
+    assert shard_hashes(tmp_path / "run") == shard_hashes(tmp_path / "reference")
     log = "".join(p.read_text() for p in (tmp_path / "run" / "logs" / "synth").glob(f"{array}_1_*_log.err"))
-    assert "caught USR2" in log and "resumes after" in log
-    assert '"samples": 36' in out
+    assert "caught USR2" in log and "resumes after" in log, log[-3000:]
+    assert '"samples": 144' in out
 
 
 def _array_job_id(log_dir: Path) -> str:

@@ -39,10 +39,22 @@ class Preemptible:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         export_distributed_env()
+        _log_to_stderr()
         return run_preemptible(lambda: self.fn(*args, **kwargs), grace_s=self.grace_s, max_requeues=self.max_requeues)
 
     def __repr__(self) -> str:
         return f"Preemptible({getattr(self.fn, '__qualname__', self.fn)!r})"
+
+
+def _log_to_stderr() -> None:
+    """A job process starts with no logging set up: send the stages' INFO lines to its log file."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            datefmt="%H:%M:%S",
+        )
 
 
 class InlineJob:

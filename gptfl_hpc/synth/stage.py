@@ -124,21 +124,22 @@ def load_plan(config: Config, num_labels: int) -> Plan:
 def prepare(config: Config) -> SynthJob:
     """Fix the plan and the weights; idempotent, so every task may call it."""
     from gptfl_hpc.prompts.store import load_prompts
-    from gptfl_hpc.synth.generators import resolve_weights, weights_revision
+    from gptfl_hpc.synth.generators import check_weights, resolve_weights, weights_revision
 
-    prepare_run_dir(config)
     labels = config.labels.load()
     by_label = load_prompts(config.run_dir, labels)
     plan = load_plan(config, len(labels))
     weights_dir, vocoder_dir = resolve_weights(config.synth.model, config.run_dir)
+    check_weights(config.synth.model, weights_dir, vocoder_dir)
     model = config.synth.model
     provenance = {
         "generator": model.kind,
         "modality": model.modality,
         "weights": model.weights,
-        "weights_revision": weights_revision(weights_dir),
+        "weights_revision": weights_revision(*[d for d in (weights_dir, vocoder_dir) if d is not None]),
         "config_hash": synth_identity(config),
     }
+    prepare_run_dir(config)  # after the checks: a refused config must not claim the run_dir
     folder = synth_dir(config)
     if not (folder / PLAN).is_file():
         atomic_write_json(folder / PLAN, {"plan": plan.summary(), "labels": labels, **provenance})
@@ -330,6 +331,7 @@ def verify(run_dir: Path) -> list[tuple[str, str]]:
     config = load_config(config_path)
     config = config.model_copy(update={"run_dir": Path(run_dir).absolute()})
     labels = config.labels.load()
+    prepare_run_dir(config)  # after the checks: a refused config must not claim the run_dir
     folder = synth_dir(config)
     if not (folder / PLAN).is_file():
         raise UserError(f"{folder / PLAN} not found; run `gptfl synth` for this run first")

@@ -13,10 +13,11 @@ from typing import Optional
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.synth.generators.base import Generator, SampleSpec
 from gptfl_hpc.synth.generators.config import GeneratorConfig
-from gptfl_hpc.synth.generators.weights import resolve_weights, weights_revision
+from gptfl_hpc.synth.generators.weights import check_weights, resolve_weights, weights_revision
 
 __all__ = [
     "Generator",
+    "check_weights",
     "GeneratorConfig",
     "SampleSpec",
     "load_generator",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from gptfl_hpc.schema import Section
 
@@ -33,6 +33,15 @@ class GeneratorConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(8, ge=1)
     num_threads: Optional[int] = Field(None, ge=1, description="CPU threads per task; fix it for bit-identical CPU output")
+
+    @field_validator("weights", "vocoder", "speakers")
+    @classmethod
+    def _absolute(cls, value):
+        # Jobs may start in another working directory (or on another node): resolve paths at load.
+        if value is None or value == "tiny":
+            return value
+        path = Path(value).expanduser().absolute()
+        return path if isinstance(value, Path) else str(path)
 
     @property
     def modality(self) -> str:

@@ -22,9 +22,9 @@ from gptfl_hpc.synth.generators.runtime import (
     resolve_dtype,
     sample_generators,
 )
-from gptfl_hpc.synth.generators.weights import require_class, weights_revision
+from gptfl_hpc.synth.generators.weights import SAVED_CLASS, require_class, weights_revision
 
-PIPELINE_CLASS = "StableDiffusionPipeline"
+PIPELINE_CLASS = SAVED_CLASS["stable_diffusion"]
 
 
 class StableDiffusionGenerator(Generator):

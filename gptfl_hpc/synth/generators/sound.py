@@ -20,9 +20,9 @@ from gptfl_hpc.synth.generators.runtime import (
     sample_generators,
     to_pcm16,
 )
-from gptfl_hpc.synth.generators.weights import require_class, weights_revision
+from gptfl_hpc.synth.generators.weights import SAVED_CLASS, require_class, weights_revision
 
-PIPELINE_CLASS = "AudioLDMPipeline"
+PIPELINE_CLASS = SAVED_CLASS["audioldm"]
 
 
 class AudioLDMGenerator(Generator):

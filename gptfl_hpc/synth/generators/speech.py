@@ -14,10 +14,9 @@ from gptfl_hpc.synth.generators.base import Generator, SampleSpec
 from gptfl_hpc.synth.generators.config import GeneratorConfig
 from gptfl_hpc.synth.generators.runtime import SAMPLE_RATE, apply_threads, resolve_device, resolve_dtype, to_pcm16
 from gptfl_hpc.synth.generators.speakers import load_speakers, speakers_path
-from gptfl_hpc.synth.generators.weights import require_class, weights_revision
+from gptfl_hpc.synth.generators.weights import SAVED_CLASS, VOCODER_CLASS, require_class, weights_revision
 
-MODEL_CLASS = "SpeechT5ForTextToSpeech"
-VOCODER_CLASS = "SpeechT5HifiGan"
+MODEL_CLASS = SAVED_CLASS["speecht5"]
 
 
 class SpeechT5Generator(Generator):

@@ -46,6 +46,22 @@ def resolve_weights(config: GeneratorConfig, run_dir: Path) -> tuple[Path, Optio
     return weights, tiny_vocoder
 
 
+#: The class each generator kind loads, as ``save_pretrained`` records it.
+SAVED_CLASS = {
+    "stable_diffusion": "StableDiffusionPipeline",
+    "speecht5": "SpeechT5ForTextToSpeech",
+    "audioldm": "AudioLDMPipeline",
+}
+VOCODER_CLASS = "SpeechT5HifiGan"
+
+
+def check_weights(config: GeneratorConfig, weights_dir: Path, vocoder_dir: Optional[Path]) -> None:
+    """Refuse missing or wrong weights before any job starts (reads only small index files)."""
+    require_class(weights_dir, SAVED_CLASS[config.kind])
+    if vocoder_dir is not None:
+        require_class(vocoder_dir, VOCODER_CLASS, key="synth.model.vocoder")
+
+
 def require_class(directory: Path, expected: str, key: str = "synth.model.weights") -> None:
     """Raise a one-line ``UserError`` unless ``directory`` holds a saved ``expected`` (pipeline or model)."""
     if not directory.exists():
