@@ -108,7 +108,11 @@ def any_rank_requested() -> bool:
 
 
 def _run_rank(rank: int, world_size: int, backend: str, init_method: str, fn: RankFn, args: tuple) -> Any:
-    dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world_size, timeout=_TIMEOUT)
+    # NCCL is told its device up front: no "guessing device ID" and no stray context on cuda:0.
+    device_id = rank_device() if backend == "nccl" else None
+    dist.init_process_group(
+        backend, init_method=init_method, rank=rank, world_size=world_size, timeout=_TIMEOUT, device_id=device_id
+    )
     try:
         return fn(rank, world_size, *args)
     finally:

@@ -215,3 +215,36 @@ def _array_job_id(log_dir: Path) -> str:
             return path.name.split("_")[0]
         time.sleep(0.2)
     raise AssertionError(f"no submitted array job found in {log_dir}")
+
+
+@pytest.mark.parametrize(
+    "kind, modality",
+    [("speecht5", "speech"), ("audioldm", "audio")],
+)
+def test_audio_generators_make_verified_shards(tmp_path, kind, modality):
+    sizes = [f"synth.model.kind={kind}", "synth.model.seconds=0.25", "synth.count=6", "synth.samples_per_shard=3",
+             "labels.names=[up, down]"]
+    path = write_config(tmp_path, "run")
+    gptfl("prompts", path, *sizes)
+    gptfl("synth", path, *sizes)
+    assert verify(tmp_path / "run") == []
+    dataset = ShardDataset(tmp_path / "run" / "synth", ["down", "up"])
+    assert dataset.modality == modality and len(dataset) == 6
+    wave, _ = dataset[0]
+    assert wave.dtype == np.float32 and wave.shape == (4000,) and np.abs(wave).max() > 0
+
+
+def test_plain_sbatch_array_script(tmp_path, reference, slurm_cluster):
+    path = write_config(tmp_path, "run", tasks=3)
+    gptfl("prompts", path)
+    env = {**os.environ, "GPTFL_REPO": str(REPO)}
+    array = subprocess.run(
+        ["sbatch", "--parsable", "--array=0-2", "--time=10", f"--output={tmp_path}/%A_%a.out",
+         str(REPO / "slurm" / "synth_array.sbatch"), str(path)],
+        capture_output=True, text=True, check=True, env=env, cwd=tmp_path,
+    ).stdout.strip()
+    deadline = time.monotonic() + 300
+    while len(shard_hashes(tmp_path / "run")) < 3 and time.monotonic() < deadline:
+        time.sleep(1)
+    logs = "".join(p.read_text() for p in tmp_path.glob(f"{array}_*.out"))
+    assert shard_hashes(tmp_path / "run") == reference, logs[-3000:]

@@ -24,7 +24,8 @@ PathLike = Union[str, Path]
 def save_model(path: PathLike, model: nn.Module, labels: Sequence[str], model_config: dict[str, Any]) -> None:
     """Atomically write ``model``'s state dict (contiguous CPU tensors) with labels and config."""
     tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
-    metadata = {"labels": json.dumps(list(labels)), "model": json.dumps(model_config, sort_keys=True)}
+    # One metadata key: safetensors stores several in hash order, which would change the file's bytes.
+    metadata = {"gptfl": json.dumps({"labels": list(labels), "model": model_config}, sort_keys=True)}
     save_tensors(path, tensors, metadata)
 
 
@@ -34,7 +35,7 @@ def read_metadata(path: PathLike) -> dict[str, Any]:
 
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
-    return {key: json.loads(value) for key, value in metadata.items() if key in ("labels", "model")}
+    return json.loads(metadata["gptfl"]) if "gptfl" in metadata else {}
 
 
 def load_model(path: PathLike, model: nn.Module, labels: Sequence[str]) -> nn.Module:

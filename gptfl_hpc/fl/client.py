@@ -1,0 +1,165 @@
+"""Local training of one client: FedAvg's SGD, FedProx's proximal term, SCAFFOLD's correction.
+
+A rank owns one model and trains its clients one after another. ``FlatModel`` rebinds the
+model's parameters, gradients and floating-point buffers as views into three flat tensors, so
+loading the global model, resetting gradients, the optimizer step, the proximal term, the
+control-variate correction and the update ``y - x`` are each one vector operation on preallocated
+memory instead of a loop over layers (and nothing is freed and re-mapped between steps).
+
+The optimizer is PyTorch's SGD written on the flat tensors (same arithmetic: weight decay added to
+the gradient, then heavy-ball momentum without dampening). Each client's shuffling and dropout
+come from a seed of ``(run seed, round, client)`` (``sampling.client_seed``), so the update does
+not depend on which rank trains the client or what it trained before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gptfl_hpc.fl.clientdata import Samples
+from gptfl_hpc.fl.config import ClientConfig
+
+
+class FlatModel:
+    """``model`` with parameters in ``params``, gradients in ``grads``, float buffers after ``params`` in ``state``.
+
+    ``state`` = [trainable parameters (``num_params``) | floating-point buffers (e.g. BatchNorm
+    running statistics)]; integer buffers (``num_batches_tracked``) are kept aside and reset with
+    the global model.
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device):
+        self.model = model.to(device)
+        self.device = device
+        params = [p for p in model.parameters() if p.requires_grad]
+        buffers = [
+            (module, name, buf)
+            for module in model.modules()
+            for name, buf in module._buffers.items()
+            if buf is not None and buf.is_floating_point()
+        ]
+        self.num_params = sum(p.numel() for p in params)
+        self.num_buffers = sum(buf.numel() for _, _, buf in buffers)
+        self.state = torch.empty(self.num_params + self.num_buffers, dtype=torch.float32, device=device)
+        self.grads = torch.zeros(self.num_params, dtype=torch.float32, device=device)
+        offset = 0
+        for p in params:
+            n = p.numel()
+            self.state[offset : offset + n].copy_(p.detach().reshape(-1))
+            p.data = self.state[offset : offset + n].view_as(p)
+            p.grad = self.grads[offset : offset + n].view_as(p)
+            offset += n
+        for module, name, buf in buffers:
+            n = buf.numel()
+            self.state[offset : offset + n].copy_(buf.reshape(-1))
+            module._buffers[name] = self.state[offset : offset + n].view_as(buf)
+            offset += n
+        self.params = self.state[: self.num_params]
+        self._int_buffers = [
+            (module, name, buf.clone())
+            for module in model.modules()
+            for name, buf in module._buffers.items()
+            if buf is not None and not buf.is_floating_point()
+        ]
+
+    @property
+    def size(self) -> int:
+        return self.state.numel()
+
+    def load(self, global_state: torch.Tensor) -> None:
+        """Make the model the global model again (also its integer buffers)."""
+        self.state.copy_(global_state)
+        for module, name, value in self._int_buffers:
+            module._buffers[name].copy_(value)
+
+    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
+        return self.model(x) if lengths is None else self.model(x, lengths)
+
+
+@dataclass
+class LocalResult:
+    steps: int
+    mean_loss: float
+
+
+class LocalTrainer:
+    """Runs ``local_epochs`` of SGD on one client's resident samples, in place on ``flat``."""
+
+    def __init__(self, flat: FlatModel, config: ClientConfig, prox_mu: float = 0.0):
+        self.flat = flat
+        self.config = config
+        self.prox_mu = prox_mu
+        self.velocity = torch.zeros_like(flat.grads) if config.momentum > 0 else None
+        self._x = torch.empty(0, device=flat.device)
+
+    def train(
+        self,
+        global_state: torch.Tensor,
+        samples: Samples,
+        seed: int,
+        correction: Optional[torch.Tensor] = None,
+    ) -> LocalResult:
+        """Train from ``global_state``; the client's model is left in ``flat.state``.
+
+        ``correction`` (SCAFFOLD's ``c - c_i``) is added to every gradient; with ``prox_mu > 0``
+        the gradient of ``mu/2 ||w - w_global||^2`` is too (FedProx).
+        """
+        flat, cfg = self.flat, self.config
+        flat.load(global_state)
+        if self.velocity is not None:
+            self.velocity.zero_()
+        torch.manual_seed(seed)  # dropout and any other global-RNG use: per client, not per rank
+        order_rng = torch.Generator().manual_seed(seed)
+        center = global_state[: flat.num_params]
+        params, grads = flat.params, flat.grads
+        flat.model.train()
+        n, batch = len(samples), cfg.batch_size
+        loss_sum = torch.zeros((), dtype=torch.float32, device=flat.device)
+        steps = 0
+        for _ in range(cfg.local_epochs):
+            perm = torch.randperm(n, generator=order_rng).to(flat.device)
+            x = self._shuffled(samples.x, perm)
+            y = samples.y.index_select(0, perm)
+            lengths = None if samples.lengths is None else samples.lengths.index_select(0, perm)
+            for start in range(0, n, batch):
+                xb, yb = x[start : start + batch], y[start : start + batch]
+                lb = None
+                if lengths is not None:
+                    lb = lengths[start : start + batch]
+                    xb = xb[:, : int(lb.max())]
+                grads.zero_()
+                loss = F.cross_entropy(flat.forward(xb, lb), yb)
+                loss.backward()
+                loss_sum += loss.detach()
+                self._step(params, grads, center, correction)
+                steps += 1
+        return LocalResult(steps, float(loss_sum) / max(steps, 1))
+
+    def _shuffled(self, x: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+        """``x[perm]`` into a buffer reused across clients and epochs."""
+        if self._x.numel() < x.numel() or self._x.dtype != x.dtype:
+            self._x = torch.empty(x.numel(), dtype=x.dtype, device=x.device)
+        out = self._x[: x.numel()].view(x.shape)
+        torch.index_select(x, 0, perm, out=out)
+        return out
+
+    def _step(
+        self, params: torch.Tensor, grads: torch.Tensor, center: torch.Tensor, correction: Optional[torch.Tensor]
+    ) -> None:
+        cfg = self.config
+        if self.prox_mu > 0:
+            grads.add_(params, alpha=self.prox_mu).sub_(center, alpha=self.prox_mu)
+        if correction is not None:
+            grads.add_(correction)
+        if cfg.weight_decay > 0:
+            grads.add_(params, alpha=cfg.weight_decay)
+        if self.velocity is not None:
+            self.velocity.mul_(cfg.momentum).add_(grads)
+            params.add_(self.velocity, alpha=-cfg.lr)
+        else:
+            params.add_(grads, alpha=-cfg.lr)

@@ -1,0 +1,364 @@
+"""The round loop of one rank, with checkpoints and resume.
+
+Every rank holds the same global model and runs the same server update (a replicated server):
+per round it trains its share of the sampled clients, adds their updates into one buffer, takes
+part in one ``all_reduce``, and applies the server step to identical totals. Rank 0 writes the
+files. Checkpoints (every ``checkpoint_every`` rounds, at the end, and on preemption) hold the
+global model, the server optimizer, SCAFFOLD's control variates and the metric records; the
+cohort, the client-to-rank assignment and every client's random stream are functions of
+``(seed, round, client)``, so the round number is all the sampler state there is. A run killed at
+any moment and started again with the same command therefore ends bit-identical (on CPU) to one
+that was never interrupted.
+
+Files in ``OUT`` (``RUN/federate`` or ``RUN/federate-scratch``): ``model.safetensors`` (final
+global model), ``metrics.jsonl`` (one deterministic record per round, plus round 0 = the initial
+model), ``timing.jsonl`` (wall-clock seconds per round, kept apart so metrics stay reproducible),
+``summary.json`` and ``checkpoints/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from gptfl_hpc import durable, preemption
+from gptfl_hpc.config import Config
+from gptfl_hpc.data.factory import feature_transform, make_partition, open_dataset
+from gptfl_hpc.data.labels import match_labels
+from gptfl_hpc.fl.aggregate import RoundAggregator
+from gptfl_hpc.fl.client import FlatModel, LocalTrainer
+from gptfl_hpc.fl.config import FederateConfig
+from gptfl_hpc.fl.clientdata import ClientStore, Samples, load_samples
+from gptfl_hpc.fl.metrics import accuracy, all_ranks_sum, confusion_matrix, gradient_diversity, macro_f1
+from gptfl_hpc.fl.sampling import assign_to_ranks, client_seed, init_seed, sample_clients
+from gptfl_hpc.fl.strategies import ControlVariates, make_server_optimizer
+from gptfl_hpc.models.config import build_from_config
+from gptfl_hpc.models.export import load_model, save_model
+from gptfl_hpc.ranks import rank_device
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+KEEP_CHECKPOINTS = 2
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a rank needs, decided (and checked) before the ranks start."""
+
+    config: Config
+    out_dir: Path
+    init_path: Optional[Path]  # None: the model config's own initialisation
+
+
+def build_global_model(config: Config, labels: list[str], init_path: Optional[Path]) -> torch.nn.Module:
+    """The round-0 model, identical on every rank: seeded init (or ImageNet weights), then the export."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed(config.seed))
+        model = build_from_config(config.model, len(labels), config.data.image_size, config.data.audio.n_mels)
+    if init_path is not None:
+        load_model(init_path, model, labels)
+    return model
+
+
+def set_threads(config: Config) -> None:
+    """Each rank gets its share of the cores unless ``federate.threads_per_rank`` says otherwise."""
+    threads = config.federate.threads_per_rank
+    if threads is None:
+        local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        threads = max(1, len(os.sched_getaffinity(0)) // local_ranks)
+    torch.set_num_threads(threads)
+
+
+@dataclass
+class FederationData:
+    """The clients' resident samples and this rank's share of the test set."""
+
+    clients: ClientStore
+    sizes: np.ndarray  # samples per client
+    test: Samples
+    labels: list[str]
+
+
+def load_federation_data(config: Config, rank: int, world_size: int, device: torch.device) -> FederationData:
+    labels = config.labels.load()
+    train = match_labels(open_dataset(config.data, "train"), labels)
+    transform = feature_transform(config.data, train.modality)
+    partition = make_partition(config.data, train)
+    test = match_labels(open_dataset(config.data, "test"), labels)
+    shard = test_shard(len(test), config.federate.eval_batch_size, rank, world_size)
+    return FederationData(
+        ClientStore(train, partition.clients, device, transform),
+        partition.sizes(),
+        load_samples(test, shard, device, transform),
+        labels,
+    )
+
+
+def test_shard(n: int, batch: int, rank: int, world_size: int) -> np.ndarray:
+    """A rank's test samples: a contiguous run of whole evaluation batches."""
+    batches = np.array_split(np.arange((n + batch - 1) // batch), world_size)[rank]
+    if len(batches) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.arange(batches[0] * batch, min((batches[-1] + 1) * batch, n))
+
+
+def simulate(rank: int, world_size: int, plan: Plan) -> dict[str, Any]:
+    """One rank of the configured federation; returns the summary (the same on every rank)."""
+    config = plan.config
+    set_threads(config)
+    device = rank_device()
+    data = load_federation_data(config, rank, world_size, device)
+    model = build_global_model(config, data.labels, plan.init_path)
+    simulation = Simulation(
+        rank, world_size, config.federate, config.seed, model, data, device,
+        out_dir=plan.out_dir, model_config=config.model.model_dump(mode="json"), config_hash=config.hash,
+    )
+    return simulation.run()
+
+
+class Simulation:
+    """The round loop over any model and resident client data; ``out_dir=None`` writes nothing."""
+
+    def __init__(
+        self,
+        rank: int,
+        world_size: int,
+        fed: FederateConfig,
+        seed: int,
+        model: torch.nn.Module,
+        data: FederationData,
+        device: torch.device,
+        out_dir: Optional[Path] = None,
+        model_config: Optional[dict[str, Any]] = None,
+        config_hash: str = "",
+    ):
+        self.rank, self.world_size = rank, world_size
+        self.fed, self.seed = fed, seed
+        self.out_dir = out_dir
+        self.ckpt_dir = out_dir / CHECKPOINTS if out_dir is not None else None
+        self.device = device
+        self.labels = data.labels
+        self.model_config = model_config or {}
+        self.config_hash = config_hash
+        self.sizes = data.sizes
+        self.num_clients = len(data.sizes)
+        self.clients = data.clients
+        self.test = data.test
+
+        self.flat = FlatModel(model, self.device)
+        self.global_state = self.flat.state.clone()
+        self.delta = torch.empty_like(self.global_state)
+        self.server = make_server_optimizer(fed)
+        scaffold = fed.algorithm == "scaffold"
+        self.control = ControlVariates(self.num_clients, self.flat.num_params, self.device) if scaffold else None
+        prox_mu = fed.client.prox_mu if fed.algorithm == "fedprox" else 0.0
+        self.trainer = LocalTrainer(self.flat, fed.client, prox_mu)
+        self.aggregator = RoundAggregator(
+            self.flat.size,
+            self.flat.num_params,
+            fed.clients_per_round,
+            scaffold,
+            self.device,
+            fed.secure.frac_bits if fed.secure.enabled else None,
+            seed,
+        )
+        self.records: list[dict[str, Any]] = []
+        self.timings: list[dict[str, Any]] = []
+        self.round = 0
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> dict[str, Any]:
+        fed = self.fed
+        self._resume()
+        if not self.records:
+            self.records.append(self._initial_record())
+        progress = tqdm(
+            total=fed.rounds, initial=self.round, desc=f"federate {self.out_dir.name if self.out_dir else 'simulation'}", unit="round",
+            disable=self.rank != 0,
+        )
+        with progress:
+            while self.round < fed.rounds:
+                started = time.perf_counter()
+                preempt = self._run_round(self.round + 1)
+                self.round += 1
+                self.timings.append({"round": self.round, "wall_s": round(time.perf_counter() - started, 6)})
+                progress.update(1)
+                last = self.round == fed.rounds
+                if preempt or last or self.round % fed.checkpoint_every == 0:
+                    self._checkpoint()
+                elif self.round % fed.eval_every == 0:
+                    self._write_logs()
+                if preempt:
+                    log.warning("preempted after round %d; checkpoint saved", self.round)
+                    raise preemption.Preempted(f"federate preempted after round {self.round}")
+        return self._finish()
+
+    def _run_round(self, round_number: int) -> bool:
+        fed, seed = self.fed, self.seed
+        cohort = [int(c) for c in sample_clients(seed, round_number, self.num_clients, fed.clients_per_round)]
+        weights = {c: float(self.sizes[c]) if fed.weighting == "samples" else 1.0 for c in cohort}
+        costs = [int(self.sizes[c]) for c in cohort]
+        mine = assign_to_ranks(cohort, costs, self.world_size)[self.rank]
+        self.aggregator.begin(round_number, cohort, weights)
+        num_params = self.flat.num_params
+        new_controls: list[Optional[torch.Tensor]] = []
+        for client in mine:
+            correction = self.control.correction(client) if self.control is not None else None
+            result = self.trainer.train(
+                self.global_state, self.clients[client], client_seed(seed, round_number, client), correction
+            )
+            torch.sub(self.flat.state, self.global_state, out=self.delta)
+            control_delta = new_control = None
+            if self.control is not None:
+                new_control = self.control.client_update(
+                    client, self.global_state[:num_params], self.flat.params, result.steps, fed.client.lr
+                )
+                control_delta = new_control - self.control.clients[client].to(self.device)
+            self.aggregator.add(client, self.delta, result.mean_loss, result.steps, control_delta, new_control)
+        sums = self.aggregator.reduce(preemption.requested())
+        if sums.weight_total != self.aggregator.weight_total:
+            raise RuntimeError(
+                f"round {round_number}: client weights add up to {sums.weight_total}, expected "
+                f"{self.aggregator.weight_total}; a rank skipped or repeated a client"
+            )
+        self.server.step(self.global_state[:num_params], sums.update[:num_params])
+        if self.flat.num_buffers:
+            # Floating-point buffers (BatchNorm statistics) are averaged, never optimised.
+            self.global_state[num_params:].add_(sums.update[num_params:].to(torch.float32))
+        if self.control is not None:
+            self.control.apply(cohort, sums.client_state, sums.control_sum)
+        self.records.append(self._record(round_number, cohort, sums))
+        return sums.preempt
+
+    # ------------------------------------------------------------------ metrics
+
+    def _communication(self) -> tuple[int, int]:
+        """Parameters sent to and from each client per round (SCAFFOLD also ships c and its change)."""
+        per_client = self.flat.size + (self.flat.num_params if self.control is not None else 0)
+        return per_client, per_client
+
+    def _record(self, round_number: int, cohort: list[int], sums) -> dict[str, Any]:
+        down, up = self._communication()
+        k = len(cohort)
+        previous = self.records[-1]["params_cumulative"] if self.records else 0
+        record: dict[str, Any] = {
+            "round": round_number,
+            "clients": cohort,
+            "samples": int(sum(int(self.sizes[c]) for c in cohort)),
+            "local_steps": sums.steps,
+            "train_loss": sums.loss,
+            "gradient_diversity": gradient_diversity(sums.sq_norm_sum, sums.plain_sq_norm),
+            "update_norm": float(torch.linalg.vector_norm(sums.update[: self.flat.num_params])),
+            "params_down": down * k,
+            "params_up": up * k,
+            "params_cumulative": previous + (down + up) * k,
+        }
+        if round_number % self.fed.eval_every == 0 or round_number == self.fed.rounds:
+            record.update(self._evaluate())
+        return record
+
+    def _initial_record(self) -> dict[str, Any]:
+        return {"round": 0, "params_cumulative": 0, **self._evaluate()}
+
+    def _evaluate(self) -> dict[str, float]:
+        self.flat.load(self.global_state)
+        num_classes = len(self.labels)
+        confusion = confusion_matrix(self.flat, self.test, num_classes, self.fed.eval_batch_size)
+        confusion = all_ranks_sum(confusion).cpu().numpy()
+        return {"test_accuracy": accuracy(confusion), "test_macro_f1": macro_f1(confusion)}
+
+    # ------------------------------------------------------------------ files
+
+    def _state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "round": self.round,
+            "global_state": self.global_state.cpu(),
+            "server": {k: v.cpu() for k, v in self.server.state_dict().items()},
+            "records": self.records,
+            "timings": self.timings,
+            "config_hash": self.config_hash,
+        }
+        if self.control is not None:
+            state["control"] = {k: v.cpu() for k, v in self.control.state_dict().items()}
+        return state
+
+    def _checkpoint(self) -> None:
+        if self.out_dir is None:
+            return
+        if self.rank == 0:
+            name = f"round-{self.round:06d}.pt"
+            durable.save_checkpoint(self.ckpt_dir / name, self._state())
+            durable.write_latest(self.ckpt_dir, name)
+            for old in sorted(self.ckpt_dir.glob("round-*.pt"))[:-KEEP_CHECKPOINTS]:
+                old.unlink(missing_ok=True)
+            self._write_logs()
+        if dist.is_available() and dist.is_initialized() and self.world_size > 1:
+            dist.barrier()  # no rank leaves (e.g. on preemption) before the checkpoint is durable
+
+    def _write_logs(self) -> None:
+        if self.rank != 0 or self.out_dir is None:
+            return
+        durable.atomic_write_text(self.out_dir / "metrics.jsonl", _jsonl(self.records))
+        durable.atomic_write_text(self.out_dir / "timing.jsonl", _jsonl(self.timings))
+
+    def _resume(self) -> None:
+        path = durable.read_latest(self.ckpt_dir) if self.ckpt_dir is not None else None
+        if path is None:
+            return
+        state = durable.load_checkpoint(path)
+        if state.get("config_hash") != self.config_hash:
+            raise RuntimeError(f"checkpoint {path} was written by another config; use a new run_dir")
+        self.round = int(state["round"])
+        self.global_state.copy_(state["global_state"])
+        self.server.load_state_dict({k: v.to(self.device) for k, v in state["server"].items()})
+        if self.control is not None:
+            self.control.load_state_dict(state["control"])
+        self.records = list(state["records"])
+        self.timings = list(state["timings"])
+        log.info("resuming %s from %s (round %d of %d)", self.out_dir.name, path.name, self.round, self.fed.rounds)
+
+    def _finish(self) -> dict[str, Any]:
+        self.flat.load(self.global_state)
+        summary = self._summary()
+        if self.rank == 0 and self.out_dir is not None:
+            save_model(self.out_dir / "model.safetensors", self.flat.model, self.labels, self.model_config)
+            self._write_logs()
+            durable.atomic_write_json(self.out_dir / "summary.json", summary)
+        return summary
+
+    def _summary(self) -> dict[str, Any]:
+        evaluated = [r for r in self.records if "test_accuracy" in r]
+        final = evaluated[-1]
+        summary: dict[str, Any] = {
+            "model": str(self.out_dir / "model.safetensors") if self.out_dir else None,
+            "metrics": str(self.out_dir / "metrics.jsonl") if self.out_dir else None,
+            "rounds": self.round,
+            "algorithm": self.fed.algorithm,
+            "initial_test_accuracy": evaluated[0]["test_accuracy"],
+            "test_accuracy": final["test_accuracy"],
+            "test_macro_f1": final["test_macro_f1"],
+            "params_communicated": self.records[-1]["params_cumulative"],
+        }
+        target = self.fed.target_accuracy
+        if target is not None:
+            reached = next((r for r in evaluated if r["test_accuracy"] >= target), None)
+            summary["target_accuracy"] = target
+            summary["target_round"] = reached["round"] if reached else None
+            summary["params_to_target"] = reached["params_cumulative"] if reached else None
+        return summary
+
+
+def _jsonl(records: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)

@@ -1,0 +1,108 @@
+"""Stage 4: ``run(config)`` federates from the pretrain stage's model (GPT-FL) into ``RUN/federate``;
+``run_baseline(config)`` runs the same federation from the model's own initialisation into
+``RUN/federate-scratch`` (FL from scratch, the paper's comparison).
+
+Both check the configuration in the calling process (``preflight``), so bad input fails with one
+line before any rank starts, then run :func:`gptfl_hpc.fl.simulator.simulate` on
+``federate.ranks`` ranks: spawned here, or joined when ``srun``/``torchrun`` started this process
+as one of them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+from gptfl_hpc.config import Config
+from gptfl_hpc.errors import UserError
+from gptfl_hpc.ranks import check_devices, launched_world, run_on_ranks
+from gptfl_hpc.rundir import prepare_run_dir
+
+PRETRAINED = Path("pretrain") / "model.safetensors"
+
+
+def run(config: Config) -> dict[str, Any]:
+    """GPT-FL: federated fine-tuning of the pretrained downstream model (or from scratch if so configured)."""
+    return federate(config, config.federate.init, "federate")
+
+
+def run_baseline(config: Config) -> dict[str, Any]:
+    """The same federation from the model's own initialisation (random or ImageNet weights)."""
+    return federate(config, "scratch", "federate-scratch")
+
+
+def federate(config: Config, init: str, out_name: str) -> dict[str, Any]:
+    from gptfl_hpc.fl.simulator import Plan, simulate
+
+    init_path = preflight(config, init, check_local_devices=True)
+    prepare_run_dir(config)
+    plan = Plan(config, config.run_dir / out_name, init_path)
+    return run_on_ranks(simulate, config.federate.ranks, (plan,))
+
+
+def init_model_path(config: Config, init: str) -> Optional[Path]:
+    """The exported model to start from, or None for the model config's own initialisation."""
+    if init != "pretrain":
+        return None
+    return config.federate.init_path or config.run_dir / PRETRAINED
+
+
+def preflight(config: Config, init: Optional[str] = None, check_local_devices: bool = False) -> Optional[Path]:
+    """Refuse bad input with one ``UserError`` line; return the exported model to start from."""
+    fed = config.federate
+    init = init or fed.init
+    labels = config.labels.load()
+    num_clients = config.data.partition.num_clients
+    if num_clients is None:
+        num_clients = _count_clients(config, labels)
+    if fed.clients_per_round > num_clients:
+        raise UserError(
+            f"federate.clients_per_round {fed.clients_per_round} exceeds the {num_clients} clients "
+            f"(data.partition.num_clients); sample at most {num_clients}"
+        )
+    if check_local_devices:
+        check_rank_devices(fed.ranks)
+    init_path = init_model_path(config, init)
+    if init_path is not None:
+        if not init_path.is_file():
+            raise UserError(
+                f"federate.init is pretrain but {init_path} does not exist; run `gptfl pretrain` first, "
+                "set federate.init_path, or use federate.init=scratch"
+            )
+        _check_init_model(config, labels, init_path)
+    return init_path
+
+
+def check_rank_devices(ranks: int) -> None:
+    """One device per rank on this node: a GPU each, or at least a CPU core each."""
+    launched = launched_world()
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", ranks)) if launched else ranks
+    check_devices(ranks, per_node)
+    import torch
+
+    if not torch.cuda.is_available():
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        if per_node > cores:
+            raise UserError(
+                f"federate.ranks puts {per_node} ranks on a node with {cores} CPU cores; use at most {cores} ranks per node"
+            )
+
+
+def _check_init_model(config: Config, labels: list[str], path: Path) -> None:
+    """Load the export into the configured model once, so a mismatch fails here with one line."""
+    import torch
+
+    from gptfl_hpc.models.config import build_from_config
+    from gptfl_hpc.models.export import load_model
+
+    with torch.random.fork_rng(devices=[]):
+        model = build_from_config(config.model, len(labels), config.data.image_size, config.data.audio.n_mels)
+    load_model(path, model, labels)
+
+
+def _count_clients(config: Config, labels: list[str]) -> int:
+    from gptfl_hpc.data.factory import make_partition, open_dataset
+    from gptfl_hpc.data.labels import match_labels
+
+    return make_partition(config.data, match_labels(open_dataset(config.data, "train"), labels)).num_clients
