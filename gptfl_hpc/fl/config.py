@@ -62,6 +62,7 @@ class FederateConfig(Section):
     eval_every: int = Field(10, ge=1, description="test accuracy and macro-F1 every k rounds (and the last)")
     eval_batch_size: int = Field(256, ge=1)
     checkpoint_every: int = Field(10, ge=1, description="checkpoint every k rounds (and the last)")
+    baseline: bool = Field(True, description="gptfl run: also federate from scratch into RUN/federate-scratch")
     target_accuracy: Optional[float] = Field(
         None, gt=0, le=1, description="report the parameters communicated until test accuracy first reaches it"
     )

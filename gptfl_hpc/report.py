@@ -1,0 +1,234 @@
+"""``RUN/report/``: GPT-FL against FL from scratch, as a Markdown table and PNG plots.
+
+Reads what the stages wrote -- ``federate/metrics.jsonl`` (GPT-FL), ``federate-scratch/
+metrics.jsonl`` (the baseline), ``pretrain/metrics.jsonl`` and ``synth/manifest.json`` -- and
+draws the paper's comparisons in kind: accuracy per round and per parameter communicated
+(Figures 2-4), gradient diversity per round (Figure 5), communication to a target accuracy
+(Table 4) and the synthetic-only model's accuracy (Table 2's "synthetic data only" row).
+
+The target accuracy is ``federate.target_accuracy`` when set, else 90% of the best accuracy that
+both methods reach, so both rows have a number whenever both runs learned.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from gptfl_hpc.config import Config
+from gptfl_hpc.durable import atomic_path, atomic_write_text
+from gptfl_hpc.errors import UserError
+
+REPORT_DIR = "report"
+RUNS = (("GPT-FL", "federate"), ("FL from scratch", "federate-scratch"))
+
+
+@dataclass
+class Curve:
+    """The evaluated rounds of one federation."""
+
+    name: str
+    rounds: list[int] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    macro_f1: list[float] = field(default_factory=list)
+    params: list[int] = field(default_factory=list)  # cumulative parameters communicated
+    diversity_rounds: list[int] = field(default_factory=list)
+    diversity: list[float] = field(default_factory=list)
+
+    @property
+    def final(self) -> Optional[float]:
+        return self.accuracy[-1] if self.accuracy else None
+
+    def first_reaching(self, target: float) -> Optional[tuple[int, int]]:
+        """``(round, parameters communicated)`` when accuracy first reaches ``target``."""
+        for round_, accuracy, params in zip(self.rounds, self.accuracy, self.params):
+            if accuracy >= target:
+                return round_, params
+        return None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_curve(name: str, path: Path) -> Optional[Curve]:
+    rows = read_jsonl(path)
+    if not rows:
+        return None
+    curve = Curve(name)
+    for row in rows:
+        if "test_accuracy" in row:
+            curve.rounds.append(int(row["round"]))
+            curve.accuracy.append(float(row["test_accuracy"]))
+            curve.macro_f1.append(float(row.get("test_macro_f1", float("nan"))))
+            curve.params.append(int(row.get("params_cumulative", 0)))
+        diversity = next((value for key, value in row.items() if "diversity" in key), None)
+        if diversity is not None:
+            curve.diversity_rounds.append(int(row["round"]))
+            curve.diversity.append(float(diversity))
+    return curve
+
+
+def target_accuracy(config: Config, curves: list[Curve]) -> Optional[float]:
+    if config.federate.target_accuracy is not None:
+        return config.federate.target_accuracy
+    bests = [max(c.accuracy) for c in curves if c.accuracy]
+    return round(0.9 * min(bests), 4) if bests else None
+
+
+def make_report(config: Config) -> dict[str, Any]:
+    """Write ``RUN/report/report.md`` and its plots; returns what was written."""
+    run = config.run_dir
+    curves = [c for name, folder in RUNS if (c := read_curve(name, run / folder / "metrics.jsonl"))]
+    if not curves:
+        raise UserError(f"{run} has no federate metrics yet; run `gptfl run` or `gptfl federate` first")
+    out = run / REPORT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    target = target_accuracy(config, curves)
+    pretrain = read_jsonl(run / "pretrain" / "metrics.jsonl")
+    plots = [
+        _plot_curves(out / "accuracy_per_round.png", curves, "round", "test accuracy per round"),
+        _plot_curves(out / "accuracy_per_communication.png", curves, "params",
+                     "test accuracy per parameters communicated"),
+        _plot_diversity(out / "gradient_diversity.png", curves),
+    ]
+    if target is not None:
+        plots.append(_plot_to_target(out / "communication_to_target.png", curves, target))
+    if any("loss" in row for row in pretrain):
+        plots.append(_plot_pretrain(out / "pretrain.png", pretrain))
+    plots = [p for p in plots if p is not None]
+    text = _markdown(config, curves, target, pretrain, plots)
+    atomic_write_text(out / "report.md", text)
+    return {"report": str(out / "report.md"), "plots": [str(p) for p in plots], "target_accuracy": target}
+
+
+# ----------------------------------------------------------------------------- table
+
+
+def _synthetic_only(curves: list[Curve], pretrain: list[dict[str, Any]]) -> Optional[float]:
+    """The pretrained model on the real test set, before any federated round."""
+    gptfl = next((c for c in curves if c.name == "GPT-FL"), None)
+    if gptfl is not None and gptfl.rounds and gptfl.rounds[0] == 0:
+        return gptfl.accuracy[0]
+    evaluated = [row for row in pretrain if "test_accuracy" in row]
+    return float(evaluated[-1]["test_accuracy"]) if evaluated else None
+
+
+def _markdown(config: Config, curves: list[Curve], target: Optional[float], pretrain, plots: list[Path]) -> str:
+    manifest_path = config.run_dir / "synth" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    lines = [
+        f"# GPT-FL report: {config.run_dir.name}",
+        "",
+        f"Dataset `{config.data.dataset}` ({len(config.labels.load())} labels), model `{config.model.name}`, "
+        f"{config.data.partition.num_clients} clients ({config.data.partition.kind}"
+        + (f", alpha {config.data.partition.alpha}" if config.data.partition.kind == "dirichlet" else "")
+        + f"), {config.federate.clients_per_round} per round, algorithm `{config.federate.algorithm}`.",
+    ]
+    if manifest:
+        lines.append(f"Synthetic data: {manifest.get('samples', 0)} samples from `{manifest.get('generator')}` "
+                     f"in {manifest.get('complete_shards', 0)} shards.")
+    lines += ["", "| method | final accuracy | final macro-F1 | best accuracy | rounds | parameters communicated |"
+              + (f" rounds to {target:.1%} | parameters to {target:.1%} |" if target is not None else ""),
+              "|---|---|---|---|---|---|" + ("---|---|" if target is not None else "")]
+    synthetic = _synthetic_only(curves, pretrain)
+    if synthetic is not None:
+        lines.append(f"| synthetic data only (pretrained, no FL) | {synthetic:.4f} | | | 0 | 0 |"
+                     + (" | |" if target is not None else ""))
+    for curve in curves:
+        row = (f"| {curve.name} | {curve.final:.4f} | {curve.macro_f1[-1]:.4f} | {max(curve.accuracy):.4f} | "
+               f"{curve.rounds[-1]} | {curve.params[-1]:,} |")
+        if target is not None:
+            reached = curve.first_reaching(target)
+            row += f" {reached[0]} | {reached[1]:,} |" if reached else " not reached | not reached |"
+        lines.append(row)
+    lines.append("")
+    if target is not None and len(curves) == 2 and all(c.first_reaching(target) for c in curves):
+        (_, gpt), (_, scratch) = (c.first_reaching(target) for c in curves)
+        if gpt:
+            lines.append(f"GPT-FL reaches {target:.1%} with {scratch / gpt:.1f}x less communication than FL from scratch.")
+            lines.append("")
+    lines += [f"![{p.stem}]({p.name})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
+    return plt, figure, axes
+
+
+def _save(plt, figure, path: Path) -> Path:
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+    plt.close(figure)
+    return path
+
+
+def _plot_curves(path: Path, curves: list[Curve], x: str, title: str) -> Path:
+    plt, figure, axes = _figure()
+    for curve in curves:
+        axes.plot(curve.rounds if x == "round" else curve.params, curve.accuracy, marker=".", label=curve.name)
+    axes.set_xlabel("round" if x == "round" else "parameters communicated (down + up)")
+    axes.set_ylabel("test accuracy")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return _save(plt, figure, path)
+
+
+def _plot_diversity(path: Path, curves: list[Curve]) -> Optional[Path]:
+    if not any(c.diversity for c in curves):
+        return None
+    plt, figure, axes = _figure()
+    for curve in curves:
+        if curve.diversity:
+            axes.plot(curve.diversity_rounds, curve.diversity, marker=".", label=curve.name)
+    axes.set_xlabel("round")
+    axes.set_ylabel("gradient diversity  Σ‖Δi‖² / ‖ΣΔi‖²")
+    axes.set_title("gradient diversity of the sampled clients")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return _save(plt, figure, path)
+
+
+def _plot_to_target(path: Path, curves: list[Curve], target: float) -> Path:
+    plt, figure, axes = _figure()
+    names, values = [], []
+    for curve in curves:
+        reached = curve.first_reaching(target)
+        names.append(curve.name + ("" if reached else " (not reached)"))
+        values.append(reached[1] if reached else curve.params[-1])
+    axes.bar(names, values, color=["tab:blue", "tab:orange"][: len(values)])
+    axes.set_ylabel("parameters communicated")
+    axes.set_title(f"communication to {target:.1%} test accuracy")
+    return _save(plt, figure, path)
+
+
+def _plot_pretrain(path: Path, rows: list[dict[str, Any]]) -> Path:
+    plt, figure, axes = _figure()
+    losses = [(row["step"], row["loss"]) for row in rows if "loss" in row and "step" in row]
+    if losses:
+        axes.plot(*zip(*losses), label="training loss (synthetic)")
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    evaluated = [(row["step"], row["test_accuracy"]) for row in rows if "test_accuracy" in row and "step" in row]
+    if evaluated:
+        right = axes.twinx()
+        right.plot(*zip(*evaluated), color="tab:green", marker="o", label="test accuracy (real)")
+        right.set_ylabel("test accuracy")
+    axes.set_title("pretraining on synthetic data")
+    axes.grid(alpha=0.3)
+    return _save(plt, figure, path)
