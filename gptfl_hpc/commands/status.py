@@ -59,12 +59,30 @@ def file_stage_status(folder: Path, output: str) -> dict[str, Any]:
 
 def run_status(config: Config) -> dict[str, Any]:
     run = config.run_dir
-    return {
+    status = {
         "prompts": {"state": "done" if (run / "prompts.json").is_file() else "missing"},
         "synth": synth_status(config),
         "pretrain": file_stage_status(run / "pretrain", "model.safetensors"),
-        "federate": file_stage_status(run / "federate", "model.safetensors"),
+        "federate": file_stage_status(run / "federate", "summary.json"),
+        "federate-scratch": file_stage_status(run / "federate-scratch", "summary.json"),
+        "report": file_stage_status(run / "report", "report.md"),
     }
+    _add_queued_jobs(run, status)
+    return status
+
+
+def _add_queued_jobs(run: Path, status: dict[str, Any]) -> None:
+    """Slurm jobs of this run still in the queue: the stage shows as running/pending with their ids."""
+    from gptfl_hpc.launch.jobs import queued_states, read_jobs
+
+    for stage, record in read_jobs(run).items():
+        if record.get("executor") != "slurm" or stage not in status:
+            continue
+        states = queued_states(record.get("job_ids", []))
+        if states:
+            running = sorted(states.values())
+            status[stage]["state"] = "running" if "RUNNING" in running else running[0].lower()
+            status[stage]["jobs"] = " ".join(f"{job}={state}" for job, state in sorted(states.items()))
 
 
 def main(args: argparse.Namespace) -> int:

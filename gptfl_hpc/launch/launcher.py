@@ -115,7 +115,9 @@ class Launcher:
         if not after:
             return None, None
         if self.executor == "slurm":
-            return "afterok:" + ":".join(str(job.job_id) for job in after), None
+            # Array tasks are passed whole: "afterok:ARRAY" waits for every task of the array.
+            ids = dict.fromkeys(str(job.job_id).split("_")[0] for job in after)
+            return "afterok:" + ":".join(ids), None
         # Local executors have no scheduler to hold a job back: wait here instead.
         for job in after:
             try:
