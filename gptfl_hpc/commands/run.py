@@ -118,11 +118,17 @@ class Pipeline:
         if _synth_done(self.config):
             print("run: synth already done, skipped")
             return []
-        plan = compute_plan(self.config, len(self.config.labels.load()))
         if self.dry_run:
+            try:
+                plan = compute_plan(self.config, len(self.config.labels.load()))
+            except UserError as exc:  # e.g. a speaker table that is not there yet: say so, go on
+                print(f"run: synth: inputs not ready: {exc}")
+                self._describe("synth", "the synthesis array", None, None, array=self.config.synth.tasks)
+                return []
             self._describe("synth", f"{plan.total} samples in {plan.num_shards} shards", None, None,
                            array=plan.num_tasks)
             return []
+        plan = compute_plan(self.config, len(self.config.labels.load()))
         items = [(self.config, task) for task in range(plan.num_tasks)]
         jobs = self.launcher.map_array(run_array_task, items, name="synth", after=after)
         return self._record("synth", jobs)

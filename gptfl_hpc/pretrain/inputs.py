@@ -1,0 +1,165 @@
+"""What the trainer reads: the shards to train on, the real test split, and their checks.
+
+``plan_training`` runs before any rank starts, so every bad input -- no shards, shards of another
+modality than the model, too few samples for one optimizer step, a test split whose labels differ --
+is one ``UserError`` line and nothing is written. The resulting ``TrainingPlan`` is plain data that
+every rank receives, so all ranks train on the same list of shard files even if more appear later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import h5py
+
+from gptfl_hpc.config import Config
+from gptfl_hpc.data.audio_features import collate_padded
+from gptfl_hpc.data.base import LabeledDataset
+from gptfl_hpc.data.factory import feature_transform, open_dataset
+from gptfl_hpc.data.images import collate_images
+from gptfl_hpc.data.labels import match_labels
+from gptfl_hpc.data.shards import ShardDataset, find_complete_shards
+from gptfl_hpc.errors import UserError
+
+#: Models that take log-mel features; every other model takes images.
+AUDIO_MODELS = ("audio_crnn",)
+
+
+def input_kind(modality: str) -> str:
+    """``image`` or ``audio``: what a model consumes (speech and sound both become log-mel)."""
+    return "image" if modality == "image" else "audio"
+
+
+def model_input_kind(model_name: str) -> str:
+    return "audio" if model_name in AUDIO_MODELS else "image"
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Everything the ranks need to agree on before training starts."""
+
+    shard_files: tuple[Path, ...]
+    labels: tuple[str, ...]
+    modality: str
+    num_samples: int
+    image_size: Optional[int]  # side of the shards' square images; None for audio
+    micro_steps_per_epoch: int
+    steps_per_epoch: int
+    total_steps: int
+    evaluate: bool
+    fingerprint: str  # shard names and sizes: a resume refuses to continue on other data
+
+
+def shard_sources(config: Config) -> list[Path]:
+    """``pretrain.shards``, or the run's own ``RUN/synth``."""
+    return list(config.pretrain.shards) if config.pretrain.shards is not None else [config.run_dir / "synth"]
+
+
+def resolve_shard_files(sources: Sequence[Path]) -> list[Path]:
+    """Complete shard files of every source, in source order then name order; none is an error."""
+    files: list[Path] = []
+    for source in sources:
+        source = Path(source)
+        if source.is_dir():
+            found = find_complete_shards(source)
+            if not found:
+                raise UserError(
+                    f"no complete shards in {source}; run `gptfl synth` first or point pretrain.shards at shards"
+                )
+            files.extend(found)
+        elif source.is_file():
+            files.append(source)
+        else:
+            raise UserError(
+                f"shard source {source} does not exist; run `gptfl synth` first or fix pretrain.shards"
+            )
+    return files
+
+
+def plan_training(config: Config) -> TrainingPlan:
+    """Check the inputs of a pretrain run and fix its shape; raises ``UserError`` on bad input."""
+    settings = config.pretrain
+    labels = config.labels.load()
+    files = resolve_shard_files(shard_sources(config))
+    dataset = ShardDataset(files, labels)  # reads headers only: labels by name, complete, one modality
+    model_kind = model_input_kind(config.model.name)
+    if input_kind(dataset.modality) != model_kind:
+        raise UserError(
+            f"the shards hold {dataset.modality} but model '{config.model.name}' takes {model_kind} input; "
+            f"use {'audio_crnn' if model_kind == 'image' else 'an image model'} for model.name "
+            f"or train on {model_kind} shards"
+        )
+    image_size = _image_size(files) if dataset.modality == "image" else None
+    global_batch = settings.micro_batch_size * settings.ranks
+    micro_steps = len(dataset) // global_batch
+    steps_per_epoch = micro_steps // settings.grad_accum_steps
+    if steps_per_epoch < 1:
+        step_samples = global_batch * settings.grad_accum_steps
+        raise UserError(
+            f"the {len(dataset)} shard samples do not fill one optimizer step of {step_samples} "
+            f"(micro_batch_size x ranks x grad_accum_steps); lower pretrain.micro_batch_size or make more samples"
+        )
+    if settings.evaluate:
+        try:
+            test_dataset(config, labels, dataset.modality)  # fails now, not after the first epoch
+        except UserError as exc:
+            raise UserError(f"{exc} (or set pretrain.evaluate false to train without the real test split)") from None
+    return TrainingPlan(
+        shard_files=tuple(files),
+        labels=tuple(labels),
+        modality=dataset.modality,
+        num_samples=len(dataset),
+        image_size=image_size,
+        micro_steps_per_epoch=micro_steps,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=steps_per_epoch * settings.epochs,
+        evaluate=settings.evaluate,
+        fingerprint=_fingerprint(dataset),
+    )
+
+
+def _image_size(files: Sequence[Path]) -> int:
+    shapes = set()
+    for path in files:
+        with h5py.File(path, "r", locking=False) as handle:
+            shapes.add(tuple(handle["x"].shape[1:]))
+    if len(shapes) != 1:
+        raise UserError(f"the shards hold images of several shapes {sorted(shapes)}; use shards of one size")
+    height, width, *_ = shapes.pop()
+    if height != width:
+        raise UserError(f"the shards hold {height}x{width} images; the models take square images")
+    return int(height)
+
+
+def _fingerprint(dataset: ShardDataset) -> str:
+    parts = [[header.path.name, header.length] for header in dataset.headers]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def train_dataset(config: Config, plan: TrainingPlan) -> ShardDataset:
+    transform = feature_transform(config.data, plan.modality)
+    return ShardDataset(list(plan.shard_files), list(plan.labels), transform=transform)
+
+
+def test_dataset(config: Config, labels: Sequence[str], modality: str) -> LabeledDataset:
+    """The configured real dataset's test split, classes matched to the run's labels by name."""
+    dataset = match_labels(open_dataset(config.data, "test"), labels)
+    if input_kind(dataset.modality) != input_kind(modality):
+        raise UserError(
+            f"the test split of {config.data.dataset} holds {dataset.modality} but the shards hold {modality}; "
+            "set data.dataset to a dataset of the shards' kind"
+        )
+    dataset.transform = feature_transform(config.data, dataset.modality)
+    return dataset
+
+
+def collate_for(modality: str) -> Callable[[Sequence[tuple[Any, int]]], tuple]:
+    """Images: (uint8 NCHW, targets); audio: (padded features, targets, lengths)."""
+    return collate_images if modality == "image" else collate_padded
