@@ -119,7 +119,19 @@ def _run_rank(rank: int, world_size: int, backend: str, init_method: str, fn: Ra
         dist.destroy_process_group()
 
 
+def _die_with_parent() -> None:
+    """Linux: end this rank when the process that spawned it dies (a SIGKILLed run leaves no ranks)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: the ranks still stop when their collectives time out
+
+
 def _spawned_rank(rank: int, world_size: int, backend: str, init_method: str, fn: RankFn, args: tuple, results) -> None:
+    _die_with_parent()
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world_size))
     # Slurm signals every process of the step; without a handler USR2 would kill this rank.
     signal.signal(signal.SIGUSR2, lambda signum, frame: preemption.request())

@@ -10,9 +10,8 @@ from sklearn.metrics import accuracy_score, f1_score
 from gptfl_hpc.pretrain.augment import batch_seed, mask_time_frequency, random_resized_crop_flip
 from gptfl_hpc.pretrain.config import PretrainConfig
 from gptfl_hpc.pretrain.engine import deepspeed_config
-from gptfl_hpc.models.export import load_model, read_metadata
+from gptfl_hpc.models.export import load_model, read_metadata, save_model
 from gptfl_hpc.pretrain.evaluate import confusion_matrix, scores
-from gptfl_hpc.pretrain.export import export_model
 from gptfl_hpc.pretrain.sampler import RankBatchSampler
 
 
@@ -138,9 +137,9 @@ def test_exported_files_are_byte_reproducible(tmp_path):
     labels = ["b", "a"]
     config = {"name": "toy", "width": 4}
     files = []
-    for k in range(6):  # safetensors orders metadata differently from map to map
+    for k in range(6):
         path = tmp_path / f"model{k}.safetensors"
-        export_model(path, model, labels, config)
+        save_model(path, model, labels, config)
         files.append(path.read_bytes())
     assert all(data == files[0] for data in files)
     assert read_metadata(tmp_path / "model0.safetensors") == {"labels": labels, "model": config}

@@ -36,7 +36,7 @@ from gptfl_hpc.pretrain.augment import batch_seed
 from gptfl_hpc.pretrain.batches import BatchPreparer
 from gptfl_hpc.pretrain.engine import autocast, configure_environment, create_engine, deepspeed_config
 from gptfl_hpc.pretrain.evaluate import evaluate
-from gptfl_hpc.pretrain.export import export_model
+from gptfl_hpc.models.export import save_model
 from gptfl_hpc.pretrain.inputs import TrainingPlan, collate_for, test_dataset, train_dataset
 from gptfl_hpc.pretrain.layout import PretrainPaths
 from gptfl_hpc.pretrain.metrics import MetricsLog
@@ -156,7 +156,7 @@ def train_rank(rank: int, world_size: int, config: Config, plan: TrainingPlan) -
         "config_hash": config.hash,
     }
     if rank == 0:
-        export_model(paths.model, engine.module, plan.labels, config.model.model_dump(mode="json"))
+        save_model(paths.model, engine.module, plan.labels, config.model.model_dump(mode="json"))
         durable.atomic_write_json(paths.done, summary)
     dist.barrier()
     return summary
