@@ -18,7 +18,7 @@ test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 quickstart: $(STAMP)
-	$(VENV)/bin/gptfl validate configs/quickstart.yaml
+	$(VENV)/bin/gptfl run configs/quickstart.yaml --executor local
 
 clean-venv:
 	rm -rf $(VENV)
