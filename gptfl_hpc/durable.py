@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +24,8 @@ if TYPE_CHECKING:  # torch is imported where needed: label and config commands s
 
 PathLike = Union[str, Path]
 LATEST = "latest"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once at import: os.umask can only be read by setting it
 
 
 @contextmanager
@@ -30,6 +34,8 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # mkstemp makes 0600 files; shards and reports are shared, so use the usual umask'd mode.
+    os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -45,6 +51,42 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
 def _fsync_dir(directory: Path) -> None:
     # The rename itself lives in the directory entry; sync it so it survives a power loss.
     fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_directory(directory: PathLike, build: Callable[[Path], None]) -> bool:
+    """Fill ``directory`` with ``build(staging)`` in a hidden sibling, then rename it into place.
+
+    Readers see nothing or the whole folder. Of concurrent builders (array tasks starting together)
+    the first rename wins and the others drop their copies; returns whether this call published it.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    # mkdir, not mkdtemp (0700): the published folder gets the usual umask'd mode.
+    staging = directory.parent / f".{directory.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    staging.mkdir()
+    try:
+        build(staging)
+        for path in sorted(staging.rglob("*")):
+            _fsync_path(path)
+        _fsync_path(staging)
+        try:
+            os.rename(staging, directory)
+        except OSError:
+            if not directory.is_dir():
+                raise
+            return False
+        _fsync_dir(directory.parent)
+        return True
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import submitit
+
 from gptfl_hpc.commands.common import add_config_arguments, add_executor_arguments, config_from_args
 from gptfl_hpc.commands.stage import resolve_target
 from gptfl_hpc.commands.status import synth_status
@@ -24,7 +26,7 @@ from gptfl_hpc.config import Config
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.launch import Launcher
 from gptfl_hpc.launch.executors import sbatch_script
-from gptfl_hpc.launch.jobs import record_jobs
+from gptfl_hpc.launch.jobs import queued_states, read_jobs, record_jobs
 from gptfl_hpc.rundir import check_run_dir
 
 
@@ -100,10 +102,25 @@ class Pipeline:
         self.slurm = config.launcher.executor == "slurm"
         self.submitted: dict[str, list[Any]] = {}
 
+    def queued(self, name: str) -> list[Any]:
+        """This run's Slurm jobs for ``name`` still in the queue: wait for them, never start twins."""
+        if not self.slurm or self.dry_run:
+            return []
+        record = read_jobs(self.config.run_dir).get(name, {})
+        ids = [job_id for job_id in record.get("job_ids", []) if job_id in queued_states(record["job_ids"])]
+        if not ids:
+            return []
+        print(f"run: {name} already queued as Slurm job {ids[0].split('_')[0]}, not submitted again")
+        jobs = [submitit.SlurmJob(folder=self.config.run_dir / "logs" / name, job_id=job_id) for job_id in ids]
+        self.submitted[name] = jobs
+        return jobs
+
     def submit(self, stage: Stage, after: list[Any]) -> list[Any]:
         if stage.is_done(self.config):
             print(f"run: {stage.name} already done, skipped")
             return []
+        if queued := self.queued(stage.name):
+            return queued
         nodes, tasks = job_shape(self.config, stage.ranks(self.config))
         if self.dry_run:
             self._describe(stage.name, f"{stage.target}, {stage.ranks(self.config)} rank(s)", nodes, tasks)
@@ -118,6 +135,8 @@ class Pipeline:
         if _synth_done(self.config):
             print("run: synth already done, skipped")
             return []
+        if queued := self.queued("synth"):
+            return queued
         if self.dry_run:
             try:
                 plan = compute_plan(self.config, len(self.config.labels.load()))

@@ -13,11 +13,10 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Union
+
+from gptfl_hpc.durable import atomic_directory
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "tiny"
 TOKENIZER_DIRS = {"seq2seq": ASSETS / "t5", "causal": ASSETS / "gpt2"}
@@ -76,19 +75,13 @@ def ensure_tiny_llm(kind: str, directory: Union[str, Path]) -> Path:
     directory = Path(directory)
     if (directory / "config.json").is_file():  # the folder appears whole (rename) or not at all
         return directory
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+
+    def build(staging: Path) -> None:
         model, tokenizer = _build(kind)
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        try:
-            os.rename(staging, directory)
-        except OSError:
-            if not (directory / "config.json").is_file():  # not a concurrent builder's finished copy
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    atomic_directory(directory, build)
     return directory
 
 

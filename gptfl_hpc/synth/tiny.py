@@ -13,13 +13,12 @@ The same seed and library versions give byte-identical files.
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-import shutil
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from gptfl_hpc.durable import atomic_directory
 
 logger = logging.getLogger(__name__)
 
@@ -45,42 +44,16 @@ def ensure_tiny(kind: str, directory: Path) -> Path:
     directory = Path(directory)
     if directory.is_dir():
         return directory
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    # mkdir (not mkdtemp, which makes it private 0700) so the published folder gets the umask's mode.
-    staging = directory.parent / f".{directory.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    staging.mkdir()
-    try:
+
+    def build(staging: Path) -> None:
         import torch
 
         with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
             BUILDERS[kind](staging)
-        _fsync_tree(staging)
-        try:
-            os.rename(staging, directory)
-        except OSError:
-            if not directory.is_dir():
-                raise
-            logger.debug("tiny %s built concurrently by another process; using %s", kind, directory)
-        else:
-            _fsync(directory.parent)
-            logger.info("built tiny %s generator in %s", kind, directory)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    if atomic_directory(directory, build):
+        logger.info("built tiny %s generator in %s", kind, directory)
     return directory
-
-
-def _fsync_tree(root: Path) -> None:
-    for path in sorted(root.rglob("*")):
-        _fsync(path)
-    _fsync(root)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- Stable Diffusion -------------------------------------------------------------------------

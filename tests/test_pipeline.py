@@ -1,0 +1,87 @@
+"""`gptfl run`: the whole pipeline locally (the quickstart) and as chained Slurm jobs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+QUICKSTART = REPO / "configs" / "quickstart.yaml"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def gptfl(*args, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "gptfl_hpc", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"gptfl {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def test_quickstart_pipeline_leaves_a_report(tmp_path):
+    run_dir = tmp_path / "quickstart"
+    gptfl("run", QUICKSTART, f"run_dir={run_dir}", "--executor", "local")
+    report = (run_dir / "report" / "report.md").read_text()
+    for row in ("| synthetic data only", "| GPT-FL |", "| FL from scratch |"):
+        assert row in report
+    plots = sorted((run_dir / "report").glob("*.png"))
+    assert len(plots) >= 3 and all(p.read_bytes()[:8] == PNG_MAGIC for p in plots)
+    assert all(f"]({p.name})" in report for p in plots)
+    status = json.loads(gptfl("status", run_dir, "--json").stdout)
+    assert {stage: info["state"] for stage, info in status.items()} == dict.fromkeys(status, "done")
+    assert status["synth"]["samples"] == "1440/1440"
+    # Everything is on disk: a second run skips every stage and only redraws the report.
+    again = gptfl("run", QUICKSTART, f"run_dir={run_dir}", "--executor", "local").stdout
+    for stage in ("prompts", "synth", "pretrain", "federate", "federate-scratch"):
+        assert f"run: {stage} already done, skipped" in again
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.5)
+
+
+def _queued(job_id: str) -> str:
+    return subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T %E"], capture_output=True, text=True).stdout.strip()
+
+
+@pytest.mark.slurm
+def test_slurm_pipeline_is_chained_and_resumes_after_a_cancelled_stage(tmp_path, slurm_cluster):
+    run_dir = tmp_path / "run"
+    sizes = [f"run_dir={run_dir}", "synth.multiplier=0.25", "synth.samples_per_shard=120", "synth.tasks=3",
+             "pretrain.epochs=40", "pretrain.checkpoint_every=10", "federate.rounds=2",
+             "launcher.slurm.partition=debug", "launcher.poll_interval_s=1"]
+    submitted = gptfl("run", QUICKSTART, *sizes, "--executor", "slurm").stdout
+    jobs = json.loads((run_dir / "jobs.json").read_text())
+    assert set(jobs) == {"prompts", "synth", "pretrain", "federate", "federate-scratch", "report"}, submitted
+    synth_array = jobs["synth"]["job_ids"][0].split("_")[0]
+    assert len(jobs["synth"]["job_ids"]) == 3
+    pretrain = jobs["pretrain"]["job_ids"][0]
+    dependency = subprocess.run(["scontrol", "show", "job", pretrain], capture_output=True, text=True).stdout
+    assert f"afterok:{synth_array}" in dependency  # held back by Slurm, not by a waiting process
+
+    # Cancel pretraining once it has checkpointed; the stages after it are cancelled with it.
+    _wait_for(lambda: (run_dir / "pretrain" / "checkpoints" / "latest").exists(), 600, "a pretrain checkpoint")
+    subprocess.run(["scancel", pretrain], check=True)
+    federate = jobs["federate"]["job_ids"][0]
+    _wait_for(lambda: not _queued(federate) and not _queued(pretrain), 120, "the chain to be cancelled")
+    assert not (run_dir / "pretrain" / "model.safetensors").exists()
+    shards = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (run_dir / "synth").glob("shard-*.h5")}
+    assert len(shards) == 3
+
+    rerun = gptfl("run", QUICKSTART, *sizes, "--executor", "slurm", "--wait")
+    assert "run: prompts already done, skipped" in rerun.stdout
+    assert "run: synth already done, skipped" in rerun.stdout
+    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (run_dir / "synth").glob("shard-*.h5")} == shards
+    summary = json.loads((run_dir / "pretrain" / "done.json").read_text())
+    assert summary["resumes"] >= 1  # continued from its checkpoint, not started over
+    assert (run_dir / "report" / "report.md").is_file()
+    assert (run_dir / "federate" / "model.safetensors").is_file()
