@@ -50,7 +50,11 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
 
 def _fsync_dir(directory: Path) -> None:
     # The rename itself lives in the directory entry; sync it so it survives a power loss.
-    fd = os.open(directory, os.O_RDONLY)
+    _fsync(directory)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -71,8 +75,8 @@ def atomic_directory(directory: PathLike, build: Callable[[Path], None]) -> bool
     try:
         build(staging)
         for path in sorted(staging.rglob("*")):
-            _fsync_path(path)
-        _fsync_path(staging)
+            _fsync(path)
+        _fsync(staging)
         try:
             os.rename(staging, directory)
         except OSError:
@@ -83,14 +87,6 @@ def atomic_directory(directory: PathLike, build: Callable[[Path], None]) -> bool
         return True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:

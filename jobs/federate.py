@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from gptfl_hpc.commands.federate import slurm_tasks
+from gptfl_hpc.commands.stage import job_shape
 from gptfl_hpc.config import load_config
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.fl import stage
@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
         check_run_dir(config)
         slurm = config.launcher.executor == "slurm"
         stage.preflight(config, check_local_devices=not slurm)
-        nodes, tasks = slurm_tasks(config) if slurm else (None, None)
+        nodes, tasks = job_shape(config, config.federate.ranks)
     except UserError as exc:
         print(f"federate: error: {exc}", file=sys.stderr)
         return 2

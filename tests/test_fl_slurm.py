@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 from test_fl_federation import QUICKSTART, REPO, SMALL, assert_same_outputs, config, metrics
+from waiting import wait_for
 
 from gptfl_hpc.durable import read_latest
 from gptfl_hpc.fl import stage
@@ -20,14 +20,6 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.usefixtures("slur
 
 OVERRIDES = ["federate.rounds=16", "federate.clients_per_round=8", "federate.ranks=2", "federate.init=scratch"]
 LAUNCHER = ["launcher.slurm.time=10", "launcher.poll_interval_s=1", "launcher.preempt_grace_s=30"]
-
-
-def wait_for(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def latest_round(run_dir) -> int:

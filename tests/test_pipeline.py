@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from waiting import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
@@ -41,14 +41,6 @@ def test_quickstart_pipeline_leaves_a_report(tmp_path):
         assert f"run: {stage} already done, skipped" in again
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.5)
-
-
 def _queued(job_id: str) -> str:
     return subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T %E"], capture_output=True, text=True).stdout.strip()
 
@@ -69,10 +61,10 @@ def test_slurm_pipeline_is_chained_and_resumes_after_a_cancelled_stage(tmp_path,
     assert f"afterok:{synth_array}" in dependency  # held back by Slurm, not by a waiting process
 
     # Cancel pretraining once it has checkpointed; the stages after it are cancelled with it.
-    _wait_for(lambda: (run_dir / "pretrain" / "checkpoints" / "latest").exists(), 600, "a pretrain checkpoint")
+    wait_for(lambda: (run_dir / "pretrain" / "checkpoints" / "latest").exists(), 600, "a pretrain checkpoint")
     subprocess.run(["scancel", pretrain], check=True)
     federate = jobs["federate"]["job_ids"][0]
-    _wait_for(lambda: not _queued(federate) and not _queued(pretrain), 120, "the chain to be cancelled")
+    wait_for(lambda: not _queued(federate) and not _queued(pretrain), 120, "the chain to be cancelled")
     assert not (run_dir / "pretrain" / "model.safetensors").exists()
     shards = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (run_dir / "synth").glob("shard-*.h5")}
     assert len(shards) == 3

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from fixtures_shards import pretrain_settings, write_config, write_digit_shards
+from waiting import wait_for
 
 from gptfl_hpc.commands.pretrain import submit
 from gptfl_hpc.config import load_config
@@ -36,13 +36,6 @@ def make_config(root: Path, executor: str) -> Path:
                 "slurm": {"time": 15, "cpus_per_task": 1, "max_requeues": 3}}
     settings = pretrain_settings(epochs=EPOCHS, checkpoint_every=5, log_every=5)
     return write_config(root / "config.yaml", run_dir, settings, launcher=launcher)
-
-
-def wait_for(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def restarts(job_id: str) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jobfns
 import pytest
+from waiting import wait_for
 
 from gptfl_hpc.config import LauncherConfig, SlurmConfig
 from gptfl_hpc.launch import JobFailed, Launcher
@@ -27,14 +28,6 @@ def slurm_launcher(tmp_path: Path, **slurm) -> Launcher:
         executor="slurm", poll_interval_s=1.0, preempt_grace_s=30, slurm=SlurmConfig(time=10, **slurm)
     )
     return Launcher(config, tmp_path / "logs")
-
-
-def wait_for(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
 
 
 def steps_done(state_dir: Path) -> int:

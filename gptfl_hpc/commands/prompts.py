@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
-import functools
-from typing import Callable
-
-from gptfl_hpc.commands.common import config_from_args
 from gptfl_hpc.commands.stage import add_stage_command
+from gptfl_hpc.config import Config
+
+
+def check(config: Config) -> None:
+    """Bad templates, labels or LLM directories fail here as one line, before any job is submitted."""
+    from gptfl_hpc.prompts.stage import check as check_prompts
+
+    check_prompts(config)
 
 
 def register(subparsers) -> None:
-    add_stage_command(subparsers, "prompts", "gptfl_hpc.prompts.stage:run", "label names -> prompts per class")
-    parser = subparsers.choices["prompts"]
-    parser.set_defaults(func=functools.partial(check_then_run, run=parser.get_default("func")))
-
-
-def check_then_run(args: argparse.Namespace, *, run: Callable[[argparse.Namespace], int]) -> int:
-    """Bad templates, labels or LLM directories fail here as one line, before any job is submitted."""
-    from gptfl_hpc.prompts.stage import check
-
-    check(config_from_args(args))
-    return run(args)
+    add_stage_command(subparsers, "prompts", "gptfl_hpc.prompts.stage:run", "label names -> prompts per class",
+                      check=check)

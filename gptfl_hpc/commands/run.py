@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 import submitit
 
 from gptfl_hpc.commands.common import add_config_arguments, add_executor_arguments, config_from_args
-from gptfl_hpc.commands.stage import resolve_target
+from gptfl_hpc.commands.stage import job_shape, resolve_target
 from gptfl_hpc.commands.status import synth_status
 from gptfl_hpc.config import Config
 from gptfl_hpc.errors import UserError
@@ -79,17 +79,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_executor_arguments(parser)
     parser.add_argument("--wait", action="store_true", help="with --executor slurm: wait for every job to finish")
     parser.set_defaults(func=main)
-
-
-def job_shape(config: Config, ranks: int) -> tuple[Optional[int], Optional[int]]:
-    """``(nodes, tasks_per_node)``: one Slurm task per rank; locally one task that spawns the ranks."""
-    if config.launcher.executor != "slurm" or ranks == 1:
-        return None, None
-    nodes = config.launcher.slurm.nodes
-    if ranks % nodes:
-        raise UserError(f"{ranks} ranks do not split evenly over launcher.slurm.nodes {nodes}; "
-                        "use a multiple of the node count")
-    return nodes, ranks // nodes
 
 
 class Pipeline:

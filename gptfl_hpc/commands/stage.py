@@ -11,10 +11,11 @@ import argparse
 import functools
 import importlib
 import json
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from gptfl_hpc.commands.common import add_config_arguments, add_executor_arguments, config_from_args
 from gptfl_hpc.config import Config
+from gptfl_hpc.errors import UserError
 from gptfl_hpc.launch import Launcher
 from gptfl_hpc.launch.executors import sbatch_script
 from gptfl_hpc.rundir import check_run_dir
@@ -28,28 +29,63 @@ def resolve_target(target: str) -> StageFn:
     return getattr(importlib.import_module(module), name)
 
 
-def add_stage_command(subparsers: argparse._SubParsersAction, name: str, target: str, help: str) -> None:
+ConfigHook = Callable[[Config], Any]
+
+
+def add_stage_command(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    target: str,
+    help: str,
+    *,
+    ranks: Optional[Callable[[Config], int]] = None,
+    check: Optional[ConfigHook] = None,
+) -> None:
+    """``gptfl NAME``; ``ranks`` gives a multi-rank stage one Slurm task per rank, ``check``
+    validates the stage's inputs before anything is submitted."""
     parser = subparsers.add_parser(name, help=help)
     add_config_arguments(parser)
     add_executor_arguments(parser)
     parser.add_argument("--wait", action="store_true", help="with --executor slurm: wait for the job to finish")
-    parser.set_defaults(func=functools.partial(run_stage, name=name, target=target))
+    parser.set_defaults(func=functools.partial(run_stage, name=name, target=target, ranks=ranks, check=check))
 
 
-def run_stage(args: argparse.Namespace, *, name: str, target: str) -> int:
+def job_shape(config: Config, ranks: int) -> tuple[Optional[int], Optional[int]]:
+    """``(nodes, tasks_per_node)``: one Slurm task per rank; locally one task that spawns the ranks."""
+    if config.launcher.executor != "slurm" or ranks == 1:
+        return None, None
+    nodes = config.launcher.slurm.nodes
+    if ranks % nodes:
+        raise UserError(f"{ranks} ranks do not split evenly over launcher.slurm.nodes {nodes}; "
+                        "use a multiple of the node count")
+    return nodes, ranks // nodes
+
+
+def run_stage(
+    args: argparse.Namespace,
+    *,
+    name: str,
+    target: str,
+    ranks: Optional[Callable[[Config], int]] = None,
+    check: Optional[ConfigHook] = None,
+) -> int:
     config = config_from_args(args)
     check_run_dir(config)
-    stage_fn = resolve_target(target)
+    if check is not None:
+        check(config)
+    nodes, tasks = job_shape(config, ranks(config) if ranks else 1)
     log_dir = config.run_dir / "logs"
     executor = config.launcher.executor
     if args.dry_run:
-        print(f"{name}: would run {target} with executor '{executor}', config hash {config.hash}")
+        shown = f" on {ranks(config)} ranks" if ranks else ""
+        print(f"{name}: would run {target}{shown} with executor '{executor}', config hash {config.hash}")
         print(f"{name}: run_dir {config.run_dir}, logs under {log_dir / name}")
         if executor == "slurm":
-            print(sbatch_script(config.launcher, log_dir / name, job_name=f"gptfl-{name}"), end="")
+            print(sbatch_script(config.launcher, log_dir / name, job_name=f"gptfl-{name}", nodes=nodes,
+                                tasks_per_node=tasks), end="")
         return 0
     launcher = Launcher(config.launcher, log_dir)
-    job = launcher.submit(stage_fn, config, name=name)
+    job = launcher.submit(resolve_target(target), config, name=name, nodes=nodes, tasks_per_node=tasks)
     print(f"{name}: {executor} job {job.job_id}, logs under {log_dir / name}")
     if executor == "slurm" and not args.wait:
         return 0
