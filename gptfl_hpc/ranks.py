@@ -33,8 +33,10 @@ _TIMEOUT = timedelta(minutes=30)
 
 
 def launched_world() -> Optional[tuple[int, int]]:
-    """``(rank, world_size)`` when a launcher (srun via the launch layer, torchrun) started us."""
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+    """``(rank, world_size)`` when a launcher (srun via the launch layer, torchrun) started several
+    ranks. A single scheduled task (one job running the whole pipeline) is not a world: it starts
+    its ranks itself."""
+    if "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     return None
 

@@ -77,3 +77,22 @@ def test_slurm_pipeline_is_chained_and_resumes_after_a_cancelled_stage(tmp_path,
     assert summary["resumes"] >= 1  # continued from its checkpoint, not started over
     assert (run_dir / "report" / "report.md").is_file()
     assert (run_dir / "federate" / "model.safetensors").is_file()
+
+
+@pytest.mark.slurm
+def test_pipeline_sbatch_runs_every_stage_in_one_job(tmp_path, slurm_cluster):
+    run_dir = tmp_path / "run"
+    sizes = [f"run_dir={run_dir}", "synth.multiplier=0.1", "pretrain.epochs=1", "federate.rounds=2",
+             "federate.baseline=false"]
+    job = subprocess.run(
+        ["sbatch", "--parsable", "--time=15", f"--output={tmp_path}/%j.out", str(REPO / "slurm" / "pipeline.sbatch"),
+         str(QUICKSTART), *sizes],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    ).stdout.strip()
+    done = run_dir / "report" / "report.md"
+    wait_for(lambda: done.is_file() or (tmp_path / f"{job}.out").exists() and not _queued(job), 600,
+             "the pipeline job to end")
+    log = (tmp_path / f"{job}.out").read_text() if (tmp_path / f"{job}.out").exists() else ""
+    assert done.is_file(), log[-3000:]
+    assert "| GPT-FL |" in done.read_text()
+    assert json.loads(gptfl("status", run_dir, "--json").stdout)["federate"]["state"] == "done"
