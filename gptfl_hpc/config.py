@@ -53,6 +53,10 @@ def slurm_time_to_minutes(value: Union[int, str]) -> int:
     return minutes
 
 
+#: The jobs of a run, as ``gptfl run`` names them (log folders, job names, ``launcher.stages`` keys).
+STAGE_NAMES = ("prompts", "synth", "pretrain", "federate", "federate-scratch", "report")
+
+
 class SlurmConfig(Section):
     """Slurm parameters; each maps onto one sbatch option."""
 
@@ -100,6 +104,38 @@ class LauncherConfig(Section):
     poll_interval_s: float = Field(5.0, gt=0)
     preempt_grace_s: float = Field(60.0, gt=0, description="wait this long for a safe point")
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
+    stages: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="per-stage changes to slurm, e.g. {synth: {gpus_per_node: 1}, pretrain: {nodes: 2}}",
+    )
+
+    @model_validator(mode="after")
+    def _check_stages(self) -> "LauncherConfig":
+        for stage, changes in self.stages.items():
+            if stage not in STAGE_NAMES:
+                hint = difflib.get_close_matches(stage, STAGE_NAMES, n=1)
+                fix = f"did you mean '{hint[0]}'?" if hint else f"stages are {', '.join(STAGE_NAMES)}"
+                raise ValueError(f"launcher.stages.{stage} is not a stage; {fix}")
+            try:
+                SlurmConfig.model_validate({**self.slurm.model_dump(), **changes})
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                key = ".".join(str(part) for part in first["loc"])
+                if first["type"] == "extra_forbidden":
+                    hint = difflib.get_close_matches(key, list(SlurmConfig.model_fields), n=1)
+                    problem = f"is not a Slurm setting; did you mean '{hint[0]}'?" if hint else "is not a Slurm setting"
+                else:
+                    problem = first["msg"].removeprefix("Value error, ")
+                raise ValueError(f"launcher.stages.{stage}.{key}: {problem}") from None
+        return self
+
+    def for_stage(self, stage: str) -> "LauncherConfig":
+        """This launcher with ``stages[stage]`` applied to its Slurm parameters."""
+        changes = self.stages.get(stage)
+        if not changes:
+            return self
+        slurm = SlurmConfig.model_validate({**self.slurm.model_dump(), **changes})
+        return self.model_copy(update={"slurm": slurm})
 
 
 # --------------------------------------------------------------------------- labels

@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
         check_run_dir(config)
         slurm = config.launcher.executor == "slurm"
         stage.preflight(config, check_local_devices=not slurm)
-        nodes, tasks = job_shape(config, config.federate.ranks)
+        nodes, tasks = job_shape(config, config.federate.ranks, "federate")
     except UserError as exc:
         print(f"federate: error: {exc}", file=sys.stderr)
         return 2

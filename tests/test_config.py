@@ -121,3 +121,28 @@ def test_labels_from_file_and_iblt_union(quickstart_config, tmp_path):
     (tmp_path / "union.json").write_text('{"labels": ["zebra", "ant"], "clients": 3}')
     union = load_config(quickstart_config, ["labels.source=iblt", f"labels.path={tmp_path}/union.json"])
     assert union.labels.load() == ["ant", "zebra"]
+
+
+def test_stage_slurm_settings_override_the_shared_ones(quickstart_config):
+    config = load_config(quickstart_config, [
+        "launcher.slurm.gpus_per_node=4", "launcher.slurm.partition=gpu",
+        "launcher.stages={synth: {gpus_per_node: 1, array_parallelism: 64}, pretrain: {nodes: 2}}",
+    ])
+    synth, pretrain, federate = (config.launcher.for_stage(s).slurm for s in ("synth", "pretrain", "federate"))
+    assert (synth.gpus_per_node, synth.array_parallelism, synth.partition) == (1, 64, "gpu")
+    assert (pretrain.nodes, pretrain.gpus_per_node) == (2, 4)
+    assert federate == config.launcher.slurm
+    assert config.hash == load_config(quickstart_config).hash  # where jobs run is not the run's identity
+
+
+@pytest.mark.parametrize(
+    "stages, expected",
+    [
+        ("{synt: {nodes: 2}}", "launcher.stages.synt is not a stage; did you mean 'synth'?"),
+        ("{synth: {gpus_per_nod: 1}}", "launcher.stages.synth.gpus_per_nod: is not a Slurm setting; did you mean 'gpus_per_node'?"),
+        ("{pretrain: {mem: lots}}", "launcher.stages.pretrain.mem: 'lots' is not a Slurm memory size"),
+    ],
+)
+def test_stage_slurm_settings_are_checked_at_load(quickstart_config, stages, expected):
+    with pytest.raises(UserError, match=expected.replace(".", r"\.").replace("?", r"\?").replace("'", "'")):
+        load_config(quickstart_config, [f"launcher.stages={stages}"])

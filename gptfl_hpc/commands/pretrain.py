@@ -70,7 +70,7 @@ def job_shape(config: Config) -> tuple[int, int]:
         return 1, config.pretrain.ranks
     if config.launcher.executor != "slurm":
         return 1, 1
-    nodes, world = config.launcher.slurm.nodes, config.pretrain.ranks
+    nodes, world = config.launcher.for_stage(NAME).slurm.nodes, config.pretrain.ranks
     if world % nodes:
         raise UserError(
             f"pretrain.ranks {world} does not split evenly over launcher.slurm.nodes {nodes}; "
@@ -121,7 +121,7 @@ def dry_run(config: Config) -> int:
           f"ZeRO stage {config.pretrain.zero_stage}; run_dir {config.run_dir}")
     if executor == "slurm":
         folder = config.run_dir / "logs" / NAME
-        print(sbatch_script(config.launcher, folder, job_name=f"gptfl-{NAME}", nodes=nodes,
+        print(sbatch_script(config.launcher.for_stage(NAME), folder, job_name=f"gptfl-{NAME}", nodes=nodes,
                             tasks_per_node=tasks_per_node), end="")
     return 0
 

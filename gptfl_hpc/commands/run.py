@@ -110,7 +110,7 @@ class Pipeline:
             return []
         if queued := self.queued(stage.name):
             return queued
-        nodes, tasks = job_shape(self.config, stage.ranks(self.config))
+        nodes, tasks = job_shape(self.config, stage.ranks(self.config), stage.name)
         if self.dry_run:
             self._describe(stage.name, f"{stage.target}, {stage.ranks(self.config)} rank(s)", nodes, tasks)
             return []
@@ -153,7 +153,7 @@ class Pipeline:
         print(f"run: {name}: would submit {what}")
         if self.slurm:
             folder = self.config.run_dir / "logs" / name
-            print(sbatch_script(self.config.launcher, folder, job_name=f"gptfl-{name}", nodes=nodes,
+            print(sbatch_script(self.config.launcher.for_stage(name), folder, job_name=f"gptfl-{name}", nodes=nodes,
                                 tasks_per_node=tasks, array=array), end="")
 
 

@@ -50,11 +50,11 @@ def add_stage_command(
     parser.set_defaults(func=functools.partial(run_stage, name=name, target=target, ranks=ranks, check=check))
 
 
-def job_shape(config: Config, ranks: int) -> tuple[Optional[int], Optional[int]]:
+def job_shape(config: Config, ranks: int, stage: str) -> tuple[Optional[int], Optional[int]]:
     """``(nodes, tasks_per_node)``: one Slurm task per rank; locally one task that spawns the ranks."""
     if config.launcher.executor != "slurm" or ranks == 1:
         return None, None
-    nodes = config.launcher.slurm.nodes
+    nodes = config.launcher.for_stage(stage).slurm.nodes
     if ranks % nodes:
         raise UserError(f"{ranks} ranks do not split evenly over launcher.slurm.nodes {nodes}; "
                         "use a multiple of the node count")
@@ -73,7 +73,7 @@ def run_stage(
     check_run_dir(config)
     if check is not None:
         check(config)
-    nodes, tasks = job_shape(config, ranks(config) if ranks else 1)
+    nodes, tasks = job_shape(config, ranks(config) if ranks else 1, name)
     log_dir = config.run_dir / "logs"
     executor = config.launcher.executor
     if args.dry_run:
@@ -81,7 +81,7 @@ def run_stage(
         print(f"{name}: would run {target}{shown} with executor '{executor}', config hash {config.hash}")
         print(f"{name}: run_dir {config.run_dir}, logs under {log_dir / name}")
         if executor == "slurm":
-            print(sbatch_script(config.launcher, log_dir / name, job_name=f"gptfl-{name}", nodes=nodes,
+            print(sbatch_script(config.launcher.for_stage(name), log_dir / name, job_name=f"gptfl-{name}", nodes=nodes,
                                 tasks_per_node=tasks), end="")
         return 0
     launcher = Launcher(config.launcher, log_dir)

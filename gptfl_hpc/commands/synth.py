@@ -89,7 +89,7 @@ def dry_run(config: Config) -> int:
     print(f"synth: generator {model.kind} ({model.weights}), {model.steps} steps, guidance U{list(plan.guidance)}")
     rate = measured_rate(config)
     if rate:
-        parallel = min(plan.num_tasks, config.launcher.slurm.array_parallelism)
+        parallel = min(plan.num_tasks, config.launcher.for_stage(NAME).slurm.array_parallelism)
         hours = plan.total / (rate * parallel) / 3600
         print(f"synth: estimated {hours:.2f} h at the measured {rate:.2f} samples/s per task, {parallel} tasks at once")
     else:
@@ -97,7 +97,7 @@ def dry_run(config: Config) -> int:
               "run a small synth.count first to measure")
     print(f"synth: run_dir {config.run_dir}, executor {config.launcher.executor}, nothing submitted")
     if config.launcher.executor == "slurm":
-        print(sbatch_script(config.launcher, config.run_dir / "logs" / NAME, array=plan.num_tasks,
+        print(sbatch_script(config.launcher.for_stage(NAME), config.run_dir / "logs" / NAME, array=plan.num_tasks,
                             job_name=f"gptfl-{NAME}"), end="")
     return 0
 

@@ -141,7 +141,7 @@ class Launcher:
         if self.executor == "inline" or failed:
             return InlineJob(self._wrap(fn), args, name, blocked_by=failed)
         executor = make_executor(
-            self.config,
+            self.config.for_stage(name),
             self.log_dir / name,
             job_name=f"gptfl-{name}",
             nodes=nodes,
@@ -157,7 +157,9 @@ class Launcher:
         dependency, failed = self._dependency(name, after)
         if self.executor == "inline" or failed:
             return [InlineJob(self._wrap(fn), (item,), f"{name}[{i}]", blocked_by=failed) for i, item in enumerate(items)]
-        executor = make_executor(self.config, self.log_dir / name, job_name=f"gptfl-{name}", dependency=dependency)
+        executor = make_executor(
+            self.config.for_stage(name), self.log_dir / name, job_name=f"gptfl-{name}", dependency=dependency
+        )
         jobs = executor.map_array(self._wrap(fn), items)
         if jobs:
             log.info("submitted %s as %s array %s (%d tasks)", name, self.executor, jobs[0].job_id.split("_")[0], len(jobs))
