@@ -13,14 +13,14 @@ import torch.nn.functional as F
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.synth.generators.base import Generator, SampleSpec
 from gptfl_hpc.synth.generators.config import GeneratorConfig
-from gptfl_hpc.synth.generators.guidance import GuidanceScales
 from gptfl_hpc.synth.generators.runtime import (
     apply_threads,
+    diffusion_arguments,
     flag,
     nan_rows,
     resolve_device,
     resolve_dtype,
-    sample_generators,
+    use_dpm_solver,
 )
 from gptfl_hpc.synth.generators.weights import SAVED_CLASS, require_class, weights_revision
 
@@ -36,7 +36,7 @@ class StableDiffusionGenerator(Generator):
 
     def __init__(self, config: GeneratorConfig, image_size: int, weights_dir: Path) -> None:
         super().__init__()
-        from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+        from diffusers import StableDiffusionPipeline
 
         require_class(weights_dir, PIPELINE_CLASS)
         apply_threads(config)
@@ -53,11 +53,7 @@ class StableDiffusionGenerator(Generator):
                 f"synth.model.weights: {weights_dir} is a guidance-distilled UNet (time_cond_proj_dim set), which "
                 "has no per-sample classifier-free guidance; use a standard Stable Diffusion checkpoint"
             )
-        pipeline.scheduler = DPMSolverMultistepScheduler.from_config(
-            pipeline.scheduler.config, algorithm_type="dpmsolver++"
-        )
-        pipeline.set_progress_bar_config(disable=True)
-        self.pipeline = pipeline.to(self.device)
+        self.pipeline = use_dpm_solver(pipeline, self.device)
 
         self.resolution = config.resolution or pipeline.unet.config.sample_size * pipeline.vae_scale_factor
         if self.resolution % 8:
@@ -72,16 +68,8 @@ class StableDiffusionGenerator(Generator):
 
     def raw_call(self, specs: Sequence[SampleSpec]) -> torch.Tensor:
         """The one pipeline call per batch: float images in [0, 1], ``(N, 3, R, R)`` on the device."""
-        negative = [self.config.negative_prompt] * len(specs) if self.config.negative_prompt else None
         return self.pipeline(
-            prompt=[spec.prompt for spec in specs],
-            negative_prompt=negative,
-            height=self.resolution,
-            width=self.resolution,
-            num_inference_steps=self.config.steps,
-            guidance_scale=GuidanceScales([spec.guidance for spec in specs]),
-            generator=sample_generators(specs),
-            output_type="pt",
+            height=self.resolution, width=self.resolution, **diffusion_arguments(self.config, specs)
         ).images
 
     def generate(self, specs: Sequence[SampleSpec]) -> np.ndarray:

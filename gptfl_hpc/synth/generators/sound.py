@@ -11,14 +11,14 @@ import torch
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.synth.generators.base import Generator, SampleSpec
 from gptfl_hpc.synth.generators.config import GeneratorConfig
-from gptfl_hpc.synth.generators.guidance import GuidanceScales
 from gptfl_hpc.synth.generators.runtime import (
     SAMPLE_RATE,
     apply_threads,
+    diffusion_arguments,
     resolve_device,
     resolve_dtype,
-    sample_generators,
     to_pcm16,
+    use_dpm_solver,
 )
 from gptfl_hpc.synth.generators.weights import SAVED_CLASS, require_class, weights_revision
 
@@ -35,7 +35,7 @@ class AudioLDMGenerator(Generator):
 
     def __init__(self, config: GeneratorConfig, weights_dir: Path) -> None:
         super().__init__()
-        from diffusers import AudioLDMPipeline, DPMSolverMultistepScheduler
+        from diffusers import AudioLDMPipeline
 
         require_class(weights_dir, PIPELINE_CLASS)
         apply_threads(config)
@@ -48,11 +48,7 @@ class AudioLDMGenerator(Generator):
                 f"synth.model.weights: {weights_dir} makes {pipeline.vocoder.config.sampling_rate} Hz audio; "
                 f"the sound datasets are {SAMPLE_RATE} Hz, use a {SAMPLE_RATE} Hz AudioLDM checkpoint"
             )
-        pipeline.scheduler = DPMSolverMultistepScheduler.from_config(
-            pipeline.scheduler.config, algorithm_type="dpmsolver++"
-        )
-        pipeline.set_progress_bar_config(disable=True)
-        self.pipeline = pipeline.to(self.device)
+        self.pipeline = use_dpm_solver(pipeline, self.device)
 
         self.seconds = config.audio_seconds
         self.length = int(round(self.seconds * SAMPLE_RATE))
@@ -62,16 +58,7 @@ class AudioLDMGenerator(Generator):
 
     def raw_call(self, specs: Sequence[SampleSpec]) -> torch.Tensor:
         """The one pipeline call per batch: float waveforms ``(N, T)`` on the CPU."""
-        negative = [self.config.negative_prompt] * len(specs) if self.config.negative_prompt else None
-        return self.pipeline(
-            prompt=[spec.prompt for spec in specs],
-            negative_prompt=negative,
-            audio_length_in_s=self.seconds,
-            num_inference_steps=self.config.steps,
-            guidance_scale=GuidanceScales([spec.guidance for spec in specs]),
-            generator=sample_generators(specs),
-            output_type="pt",
-        ).audios
+        return self.pipeline(audio_length_in_s=self.seconds, **diffusion_arguments(self.config, specs)).audios
 
     def generate(self, specs: Sequence[SampleSpec]) -> np.ndarray:
         apply_threads(self.config)
