@@ -23,7 +23,7 @@ from gptfl_hpc.fl.config import FederateConfig
 from gptfl_hpc.models.config import ModelConfig
 from gptfl_hpc.pretrain.config import PretrainConfig
 from gptfl_hpc.prompts.config import PromptsConfig
-from gptfl_hpc.schema import Section
+from gptfl_hpc.schema import Section, is_operational
 from gptfl_hpc.synth.config import SynthConfig
 
 
@@ -206,8 +206,9 @@ class Config(Section):
         return self.model_dump(mode="json")
 
     def science(self) -> dict[str, Any]:
-        """The part that decides results: everything but where it runs and where it is written."""
-        return self.model_dump(mode="json", exclude={"launcher", "run_dir"})
+        """The part that decides results: everything but where it runs, where it is written and
+        operational settings such as checkpoint cadence."""
+        return _without_operational(self, self.model_dump(mode="json", exclude={"launcher", "run_dir"}))
 
     @property
     def hash(self) -> str:
@@ -218,6 +219,16 @@ class Config(Section):
         """Identity of the given top-level sections only (e.g. what decides the synthetic samples)."""
         science = self.science()
         return _sha256_json({name: science[name] for name in sections})
+
+
+def _without_operational(section: BaseModel, values: dict[str, Any]) -> dict[str, Any]:
+    kept = {}
+    for name, value in values.items():
+        if is_operational(type(section), name):
+            continue
+        child = getattr(section, name)
+        kept[name] = _without_operational(child, value) if isinstance(child, BaseModel) else value
+    return kept
 
 
 def _sha256_json(value: Any) -> str:

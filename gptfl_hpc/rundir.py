@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 
-from gptfl_hpc.config import Config, dump_yaml, parse_yaml
+from gptfl_hpc.config import Config, dump_yaml, parse_yaml, validate_config
 from gptfl_hpc.durable import atomic_write_text
 from gptfl_hpc.errors import UserError
 
@@ -50,10 +50,15 @@ def saved_hash(run_dir: Path) -> Optional[str]:
 
 
 def _saved_science(run_dir: Path) -> dict[str, Any]:
+    """The saved config's science part, read back through the schema (so defaults and operational
+    keys are treated exactly as for the config it is compared with)."""
     saved = parse_yaml((Path(run_dir) / CONFIG_FILE).read_text()) or {}
-    saved.pop("launcher", None)
-    saved.pop("run_dir", None)
-    return saved
+    try:
+        return validate_config(saved).science()
+    except UserError:  # written by another version of the schema: compare the raw values
+        saved.pop("launcher", None)
+        saved.pop("run_dir", None)
+        return saved
 
 
 def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:

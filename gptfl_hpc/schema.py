@@ -1,9 +1,22 @@
 """The base of every config section; stage packages define their sections on it."""
 
-from pydantic import BaseModel, ConfigDict
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Section(BaseModel):
     """A config section: unknown keys are errors, defaults are validated too."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def operational(default: Any, **kwargs: Any) -> Any:
+    """A field that changes how a stage runs but never its results (checkpoint cadence, loader
+    workers): left out of the run's identity, so it can change between a run and its resume."""
+    return Field(default, json_schema_extra={"operational": True}, **kwargs)
+
+
+def is_operational(model: type[BaseModel], name: str) -> bool:
+    extra = model.model_fields[name].json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("operational"))

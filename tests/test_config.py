@@ -146,3 +146,12 @@ def test_stage_slurm_settings_override_the_shared_ones(quickstart_config):
 def test_stage_slurm_settings_are_checked_at_load(quickstart_config, stages, expected):
     with pytest.raises(UserError, match=expected.replace(".", r"\.").replace("?", r"\?").replace("'", "'")):
         load_config(quickstart_config, [f"launcher.stages={stages}"])
+
+
+def test_operational_settings_are_not_the_run_identity(quickstart_config):
+    base = load_config(quickstart_config).hash
+    same = ["pretrain.checkpoint_every=7", "pretrain.workers=2", "pretrain.keep_checkpoints=5",
+            "federate.checkpoint_every=3"]
+    assert load_config(quickstart_config, same).hash == base
+    assert load_config(quickstart_config, ["pretrain.lr=0.5"]).hash != base
+    assert load_config(quickstart_config, ["federate.rounds=11"]).hash != base

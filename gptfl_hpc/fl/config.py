@@ -12,7 +12,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from gptfl_hpc.schema import Section
+from gptfl_hpc.schema import Section, operational
 
 Algorithm = Literal["fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "fedprox", "scaffold"]
 
@@ -61,7 +61,7 @@ class FederateConfig(Section):
     threads_per_rank: Optional[int] = Field(None, ge=1, description="CPU threads per rank; null = cores / ranks")
     eval_every: int = Field(10, ge=1, description="test accuracy and macro-F1 every k rounds (and the last)")
     eval_batch_size: int = Field(256, ge=1)
-    checkpoint_every: int = Field(10, ge=1, description="checkpoint every k rounds (and the last)")
+    checkpoint_every: int = operational(10, ge=1, description="checkpoint every k rounds (and the last)")
     baseline: bool = Field(True, description="gptfl run: also federate from scratch into RUN/federate-scratch")
     target_accuracy: Optional[float] = Field(
         None, gt=0, le=1, description="report the parameters communicated until test accuracy first reaches it"

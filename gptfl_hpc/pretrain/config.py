@@ -13,7 +13,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from gptfl_hpc.schema import Section
+from gptfl_hpc.schema import Section, operational
 
 #: ZeRO stage 3 also partitions the parameters themselves; see ``_check_zero_stage``.
 SUPPORTED_ZERO_STAGES = (0, 1, 2)
@@ -43,11 +43,11 @@ class PretrainConfig(Section):
     time_mask: int = Field(20, ge=0, description="audio: widest masked run of frames")
     freq_mask: int = Field(16, ge=0, description="audio: widest masked run of mel bins")
     read_block: int = Field(1, ge=1, description="consecutive shard samples per random read (1 = full shuffle)")
-    workers: int = Field(4, ge=0, description="DataLoader worker processes per rank")
+    workers: int = operational(4, ge=0, description="DataLoader worker processes per rank")
     evaluate: bool = Field(True, description="accuracy and macro-F1 on the real test split each epoch")
     eval_batch_size: int = Field(256, ge=1)
-    checkpoint_every: int = Field(500, ge=1, description="optimizer steps between checkpoints")
-    keep_checkpoints: int = Field(2, ge=1, description="newest checkpoints kept on disk")
+    checkpoint_every: int = operational(500, ge=1, description="optimizer steps between checkpoints")
+    keep_checkpoints: int = operational(2, ge=1, description="newest checkpoints kept on disk")
     log_every: int = Field(50, ge=1, description="optimizer steps between metrics lines")
 
     @field_validator("zero_stage")
