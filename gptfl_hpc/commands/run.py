@@ -95,8 +95,9 @@ class Pipeline:
         """This run's Slurm jobs for ``name`` still in the queue: wait for them, never start twins."""
         if not self.slurm or self.dry_run:
             return []
-        record = read_jobs(self.config.run_dir).get(name, {})
-        ids = [job_id for job_id in record.get("job_ids", []) if job_id in queued_states(record["job_ids"])]
+        recorded = read_jobs(self.config.run_dir).get(name, {}).get("job_ids", [])
+        states = queued_states(recorded)
+        ids = [job_id for job_id in recorded if job_id in states]
         if not ids:
             return []
         print(f"run: {name} already queued as Slurm job {ids[0].split('_')[0]}, not submitted again")
