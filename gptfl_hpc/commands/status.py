@@ -94,5 +94,5 @@ def main(args: argparse.Namespace) -> int:
     print(f"run {config.run_dir}")
     for stage, info in status.items():
         details = "  ".join(f"{key} {value}" for key, value in info.items() if key != "state" and value)
-        print(f"  {stage:<9} {info['state']:<8} {details}".rstrip())
+        print(f"  {stage:<16} {info['state']:<8} {details}".rstrip())
     return 0
