@@ -93,6 +93,12 @@ def main(args: argparse.Namespace) -> int:
         return 0
     print(f"run {config.run_dir}")
     for stage, info in status.items():
-        details = "  ".join(f"{key} {value}" for key, value in info.items() if key != "state" and value)
+        details = "  ".join(f"{key} {_shown(value)}" for key, value in info.items() if key != "state" and value)
         print(f"  {stage:<16} {info['state']:<8} {details}".rstrip())
     return 0
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):  # counts read "3 complete", progress reads "shard-00004 120/500"
+        return ", ".join(f"{v} {k}" if isinstance(v, int) else f"{k} {v}" for k, v in value.items())
+    return str(value)
