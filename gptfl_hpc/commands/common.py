@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Optional
 
 from gptfl_hpc.config import Config, load_config
 
@@ -17,6 +18,19 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--executor", choices=EXECUTORS, help="where to run (default: launcher.executor)")
     parser.add_argument("--dry-run", action="store_true", help="print what would run and submit nothing")
+
+
+def add_job_parser(
+    subparsers: argparse._SubParsersAction, name: str, help: str, description: Optional[str] = None
+) -> argparse.ArgumentParser:
+    """A command that submits jobs: ``CONFIG [key=value ...] [--executor] [--dry-run] [--wait]``."""
+    parser = subparsers.add_parser(
+        name, help=help, description=description or help, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_config_arguments(parser)
+    add_executor_arguments(parser)
+    parser.add_argument("--wait", action="store_true", help="with --executor slurm: wait for the jobs to finish")
+    return parser
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

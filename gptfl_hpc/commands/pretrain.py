@@ -15,7 +15,7 @@ import json
 import os
 from typing import Any
 
-from gptfl_hpc.commands.common import add_config_arguments, add_executor_arguments, config_from_args
+from gptfl_hpc.commands.common import add_job_parser, config_from_args
 from gptfl_hpc.config import Config
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.rundir import check_run_dir
@@ -25,15 +25,7 @@ TARGET = "gptfl_hpc.pretrain.stage:run"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        NAME,
-        help="train the downstream model on the shards (DeepSpeed)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_config_arguments(parser)
-    add_executor_arguments(parser)
-    parser.add_argument("--wait", action="store_true", help="with --executor slurm: wait for the job to finish")
+    parser = add_job_parser(subparsers, NAME, "train the downstream model on the shards (DeepSpeed)", __doc__)
     parser.set_defaults(func=main)
 
 

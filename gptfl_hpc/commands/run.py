@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import submitit
 
-from gptfl_hpc.commands.common import add_config_arguments, add_executor_arguments, config_from_args
+from gptfl_hpc.commands.common import add_job_parser, config_from_args
 from gptfl_hpc.commands.stage import job_shape, resolve_target
 from gptfl_hpc.commands.status import synth_status
 from gptfl_hpc.config import Config
@@ -71,13 +71,8 @@ REPORT = Stage("report", "gptfl_hpc.report:make_report", lambda config: False)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "run", help="the whole pipeline: prompts, synthesis, pretrain, federate, report",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_config_arguments(parser)
-    add_executor_arguments(parser)
-    parser.add_argument("--wait", action="store_true", help="with --executor slurm: wait for every job to finish")
+    parser = add_job_parser(subparsers, "run", "the whole pipeline: prompts, synthesis, pretrain, federate, report",
+                            __doc__)
     parser.set_defaults(func=main)
 
 

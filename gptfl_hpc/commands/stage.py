@@ -13,7 +13,7 @@ import importlib
 import json
 from typing import Any, Callable, Optional
 
-from gptfl_hpc.commands.common import add_config_arguments, add_executor_arguments, config_from_args
+from gptfl_hpc.commands.common import add_job_parser, config_from_args
 from gptfl_hpc.config import Config
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.launch import Launcher
@@ -43,10 +43,7 @@ def add_stage_command(
 ) -> None:
     """``gptfl NAME``; ``ranks`` gives a multi-rank stage one Slurm task per rank, ``check``
     validates the stage's inputs before anything is submitted."""
-    parser = subparsers.add_parser(name, help=help)
-    add_config_arguments(parser)
-    add_executor_arguments(parser)
-    parser.add_argument("--wait", action="store_true", help="with --executor slurm: wait for the job to finish")
+    parser = add_job_parser(subparsers, name, help)
     parser.set_defaults(func=functools.partial(run_stage, name=name, target=target, ranks=ranks, check=check))
 
 

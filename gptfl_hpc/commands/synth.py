@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from gptfl_hpc.commands.common import add_config_arguments, add_executor_arguments, config_from_args
+from gptfl_hpc.commands.common import add_job_parser, config_from_args
 from gptfl_hpc.config import Config
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.launch import Launcher
@@ -23,15 +23,9 @@ NAME = "synth"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        NAME,
-        help="prompts -> synthetic shards (one array job); `gptfl synth verify RUN` checks them",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_job_parser(
+        subparsers, NAME, "prompts -> synthetic shards (one array job); `gptfl synth verify RUN` checks them", __doc__
     )
-    add_config_arguments(parser)
-    add_executor_arguments(parser)
-    parser.add_argument("--wait", action="store_true", help="with --executor slurm: wait for the array to finish")
     parser.add_argument("--task", type=int, metavar="K", help="run array task K here (for plain sbatch arrays)")
     parser.set_defaults(func=main)
 
