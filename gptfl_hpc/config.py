@@ -215,11 +215,6 @@ class Config(Section):
         """Identity of the run: sha256 of the science part, canonical JSON."""
         return _sha256_json(self.science())
 
-    def stage_hash(self, *sections: str) -> str:
-        """Identity of the given top-level sections only (e.g. what decides the synthetic samples)."""
-        science = self.science()
-        return _sha256_json({name: science[name] for name in sections})
-
 
 def _without_operational(section: BaseModel, values: dict[str, Any]) -> dict[str, Any]:
     kept = {}

@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-
-from gptfl_hpc.config import Config, dump_yaml, parse_yaml, validate_config
+from gptfl_hpc.config import Config, dump_yaml, load_config, parse_yaml, validate_config
 from gptfl_hpc.durable import atomic_write_text
 from gptfl_hpc.errors import UserError
 
@@ -42,6 +41,15 @@ def prepare_run_dir(config: Config) -> Path:
         # The hash goes last: its presence means the config beside it is complete.
         atomic_write_text(run_dir / HASH_FILE, config.hash + "\n")
     return run_dir
+
+
+def load_run(run_dir: Path) -> Config:
+    """The config a run directory was made with, its ``run_dir`` pointing where the folder is now."""
+    run_dir = Path(run_dir)
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a run directory (no {CONFIG_FILE}); pass the run_dir of a config")
+    return load_config(path).model_copy(update={"run_dir": run_dir.absolute()})
 
 
 def saved_hash(run_dir: Path) -> Optional[str]:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from gptfl_hpc.commands.status import load_run
+from gptfl_hpc.rundir import load_run
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

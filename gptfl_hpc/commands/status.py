@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gptfl_hpc.config import Config, load_config
-from gptfl_hpc.errors import UserError
+from gptfl_hpc.config import Config
+from gptfl_hpc.rundir import load_run
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,14 +21,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("run_dir", help="a run directory (the run_dir of a config)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
     parser.set_defaults(func=main)
-
-
-def load_run(run_dir: Path) -> Config:
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise UserError(f"{run_dir} is not a run directory (no config.yaml); pass the run_dir of a config")
-    config = load_config(path)
-    return config.model_copy(update={"run_dir": run_dir.absolute()})
 
 
 def synth_status(config: Config) -> dict[str, Any]:

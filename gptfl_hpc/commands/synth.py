@@ -110,7 +110,7 @@ def submit(config: Config, wait: bool) -> int:
     if executor == "slurm" and not wait:
         return 0
     results = launcher.wait(jobs)
-    print(json.dumps(summarize(config, results), indent=2, sort_keys=True))
+    print(json.dumps(summarize(job, results), indent=2, sort_keys=True))
     return 0
 
 

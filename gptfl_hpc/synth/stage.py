@@ -28,7 +28,7 @@ from gptfl_hpc import preemption
 from gptfl_hpc.config import Config
 from gptfl_hpc.durable import atomic_write_json
 from gptfl_hpc.errors import UserError
-from gptfl_hpc.rundir import prepare_run_dir
+from gptfl_hpc.rundir import load_run, prepare_run_dir
 from gptfl_hpc.synth.manifest import (
     check_shard,
     read_record,
@@ -301,11 +301,11 @@ def run(config: Config) -> dict[str, Any]:
     """Every task in this process, one after another (the inline path of ``gptfl run``)."""
     job = prepare(config)
     results = [run_task(config, task) for task in range(job.plan.num_tasks)]
-    return summarize(config, results)
+    return summarize(job, results)
 
 
-def summarize(config: Config, results: list[dict[str, Any]]) -> dict[str, Any]:
-    job = prepare(config)
+def summarize(job: SynthJob, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Totals over the tasks' results; fails if any planned shard is still incomplete."""
     manifest = rebuild_manifest(job.folder, job.plan, job.labels, job.provenance)
     states = shard_states(job.folder, job.plan, job.labels, check=False)
     missing = [s.shard for s in states if s.state != "complete"]
@@ -323,15 +323,8 @@ def summarize(config: Config, results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def verify(run_dir: Path) -> list[tuple[str, str]]:
     """``(shard, problem)`` for every planned shard that is not good (missing ones included); reads only."""
-    from gptfl_hpc.config import load_config
-
-    config_path = Path(run_dir) / "config.yaml"
-    if not config_path.is_file():
-        raise UserError(f"{run_dir} is not a run directory (no config.yaml); pass the run_dir of a config")
-    config = load_config(config_path)
-    config = config.model_copy(update={"run_dir": Path(run_dir).absolute()})
+    config = load_run(run_dir)
     labels = config.labels.load()
-    prepare_run_dir(config)  # after the checks: a refused config must not claim the run_dir
     folder = synth_dir(config)
     if not (folder / PLAN).is_file():
         raise UserError(f"{folder / PLAN} not found; run `gptfl synth` for this run first")

@@ -128,12 +128,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def sample_count(path: Path) -> Optional[int]:
-    """Number of samples in a readable shard file, else None."""
-    try:
-        with h5py.File(path, "r", locking=False) as handle:
-            return len(handle["x"])
-    except (OSError, KeyError):
-        return None
