@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
         check_run_dir(config)
         slurm = config.launcher.executor == "slurm"
         stage.preflight(config, check_local_devices=not slurm)
-        nodes, tasks = job_shape(config, config.federate.ranks, "federate")
+        nodes, tasks = job_shape(config, "federate", "federate.ranks")
     except UserError as exc:
         print(f"federate: error: {exc}", file=sys.stderr)
         return 2

@@ -20,4 +20,4 @@ def check(config: Config) -> None:
 
 def register(subparsers) -> None:
     add_stage_command(subparsers, "federate", "gptfl_hpc.fl.stage:run", "federated learning on the clients' data",
-                      ranks=lambda config: config.federate.ranks, check=check)
+                      ranks="federate.ranks", check=check)

@@ -16,6 +16,7 @@ import os
 from typing import Any
 
 from gptfl_hpc.commands.common import add_job_parser, config_from_args
+from gptfl_hpc.commands.stage import job_shape as slurm_job_shape
 from gptfl_hpc.config import Config
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.rundir import check_run_dir
@@ -53,22 +54,13 @@ def main(args: argparse.Namespace) -> int:
 
 
 def job_shape(config: Config) -> tuple[int, int]:
-    """``(nodes, tasks_per_node)``: one task per rank for submitit (Slurm and local), else one task.
-
-    A submitit task always sees its job's world size, so a job of fewer tasks than ranks could not
-    start the missing ranks itself; inline and debug jobs run here and spawn the ranks.
-    """
+    """``(nodes, tasks_per_node)``: one task per rank for submitit (Slurm and local, so a local run
+    has the process layout of a Slurm one); inline and debug jobs run here and spawn the ranks."""
     if config.launcher.executor == "local":
         return 1, config.pretrain.ranks
     if config.launcher.executor != "slurm":
         return 1, 1
-    nodes, world = config.launcher.for_stage(NAME).slurm.nodes, config.pretrain.ranks
-    if world % nodes:
-        raise UserError(
-            f"pretrain.ranks {world} does not split evenly over launcher.slurm.nodes {nodes}; "
-            "make ranks a multiple of nodes"
-        )
-    return nodes, world // nodes
+    return slurm_job_shape(config, NAME, "pretrain.ranks")
 
 
 def check_inputs(config: Config) -> Any:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 import submitit
 
 from gptfl_hpc.commands.common import add_job_parser, config_from_args
-from gptfl_hpc.commands.stage import job_shape, resolve_target
+from gptfl_hpc.commands.stage import job_shape, rank_count, resolve_target
 from gptfl_hpc.commands.status import synth_status
 from gptfl_hpc.config import Config
 from gptfl_hpc.errors import UserError
@@ -37,7 +37,7 @@ class Stage:
     name: str
     target: str  # "module:function" taking the config
     is_done: Callable[[Config], bool]
-    ranks: Callable[[Config], int] = lambda config: 1
+    ranks: Optional[str] = None  # the config key holding the stage's rank count
 
 
 def _prompts_done(config: Config) -> bool:
@@ -63,10 +63,10 @@ def _federation_done(folder: str) -> Callable[[Config], bool]:
 
 
 PROMPTS = Stage("prompts", "gptfl_hpc.prompts.stage:run", _prompts_done)
-PRETRAIN = Stage("pretrain", "gptfl_hpc.pretrain.stage:run", _pretrain_done, lambda c: c.pretrain.ranks)
-FEDERATE = Stage("federate", "gptfl_hpc.fl.stage:run", _federation_done("federate"), lambda c: c.federate.ranks)
+PRETRAIN = Stage("pretrain", "gptfl_hpc.pretrain.stage:run", _pretrain_done, "pretrain.ranks")
+FEDERATE = Stage("federate", "gptfl_hpc.fl.stage:run", _federation_done("federate"), "federate.ranks")
 BASELINE = Stage("federate-scratch", "gptfl_hpc.fl.stage:run_baseline", _federation_done("federate-scratch"),
-                 lambda c: c.federate.ranks)
+                 "federate.ranks")
 REPORT = Stage("report", "gptfl_hpc.report:make_report", lambda config: False)
 
 
@@ -106,9 +106,9 @@ class Pipeline:
             return []
         if queued := self.queued(stage.name):
             return queued
-        nodes, tasks = job_shape(self.config, stage.ranks(self.config), stage.name)
+        nodes, tasks = job_shape(self.config, stage.name, stage.ranks)
         if self.dry_run:
-            self._describe(stage.name, f"{stage.target}, {stage.ranks(self.config)} rank(s)", nodes, tasks)
+            self._describe(stage.name, f"{stage.target}, {rank_count(self.config, stage.ranks)} rank(s)", nodes, tasks)
             return []
         job = self.launcher.submit(resolve_target(stage.target), self.config, name=stage.name, after=after,
                                    nodes=nodes, tasks_per_node=tasks)

@@ -38,23 +38,40 @@ def add_stage_command(
     target: str,
     help: str,
     *,
-    ranks: Optional[Callable[[Config], int]] = None,
+    ranks: Optional[str] = None,
     check: Optional[ConfigHook] = None,
 ) -> None:
-    """``gptfl NAME``; ``ranks`` gives a multi-rank stage one Slurm task per rank, ``check``
+    """``gptfl NAME``; ``ranks`` (a key such as ``federate.ranks``) gives a multi-rank stage one Slurm
+    task per rank, ``check``
     validates the stage's inputs before anything is submitted."""
     parser = add_job_parser(subparsers, name, help)
     parser.set_defaults(func=functools.partial(run_stage, name=name, target=target, ranks=ranks, check=check))
 
 
-def job_shape(config: Config, ranks: int, stage: str) -> tuple[Optional[int], Optional[int]]:
-    """``(nodes, tasks_per_node)``: one Slurm task per rank; locally one task that spawns the ranks."""
-    if config.launcher.executor != "slurm" or ranks == 1:
+def rank_count(config: Config, ranks_key: Optional[str]) -> int:
+    """The value of a dotted ``*.ranks`` key such as ``federate.ranks``; 1 for single-rank stages."""
+    if ranks_key is None:
+        return 1
+    value: Any = config
+    for part in ranks_key.split("."):
+        value = getattr(value, part)
+    return int(value)
+
+
+def job_shape(config: Config, stage: str, ranks_key: Optional[str]) -> tuple[Optional[int], Optional[int]]:
+    """``(nodes, tasks_per_node)``: on Slurm one task per rank (one task on one node for a single
+    rank); locally ``(None, None)``: one task that spawns the ranks itself."""
+    if config.launcher.executor != "slurm":
         return None, None
+    ranks = rank_count(config, ranks_key)
+    if ranks == 1:
+        return 1, 1
     nodes = config.launcher.for_stage(stage).slurm.nodes
     if ranks % nodes:
-        raise UserError(f"{ranks} ranks do not split evenly over launcher.slurm.nodes {nodes}; "
-                        "use a multiple of the node count")
+        raise UserError(
+            f"{ranks_key} {ranks} does not split evenly over launcher.slurm.nodes {nodes}; "
+            f"make {ranks_key} a multiple of the node count"
+        )
     return nodes, ranks // nodes
 
 
@@ -63,18 +80,18 @@ def run_stage(
     *,
     name: str,
     target: str,
-    ranks: Optional[Callable[[Config], int]] = None,
+    ranks: Optional[str] = None,
     check: Optional[ConfigHook] = None,
 ) -> int:
     config = config_from_args(args)
     check_run_dir(config)
     if check is not None:
         check(config)
-    nodes, tasks = job_shape(config, ranks(config) if ranks else 1, name)
+    nodes, tasks = job_shape(config, name, ranks)
     log_dir = config.run_dir / "logs"
     executor = config.launcher.executor
     if args.dry_run:
-        shown = f" on {ranks(config)} ranks" if ranks else ""
+        shown = f" on {rank_count(config, ranks)} ranks" if ranks else ""
         print(f"{name}: would run {target}{shown} with executor '{executor}', config hash {config.hash}")
         print(f"{name}: run_dir {config.run_dir}, logs under {log_dir / name}")
         if executor == "slurm":
