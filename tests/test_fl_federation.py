@@ -171,6 +171,17 @@ def test_sigkilled_quickstart_resumes_bit_identically(tmp_path):
     assert len(metrics(killed / "federate")) == 7
 
 
+def test_sigkilled_vectorized_federation_resumes_bit_identically(tmp_path):
+    """federate.vectorize: a killed and resumed run ends with the uninterrupted run's bytes."""
+    overrides = ["federate.rounds=5", "federate.vectorize=3", "federate.init=scratch", "federate.algorithm=fedprox"]
+    reference = tmp_path / "reference"
+    stage.run(config(reference, *overrides))
+    killed = tmp_path / "killed"
+    run_killed_then_resumed(killed, overrides, kill_after_round=2)
+    assert_same_outputs(reference / "federate", killed / "federate")
+    assert len(metrics(killed / "federate")) == 6
+
+
 @pytest.mark.slow
 def test_sigkilled_two_rank_scaffold_resumes_bit_identically(tmp_path):
     """SCAFFOLD's client control variates persist through the checkpoint; 2 ranks equal 1 rank."""
@@ -202,6 +213,8 @@ def test_sigkilled_two_rank_scaffold_resumes_bit_identically(tmp_path):
         (["federate.client.momentm=0.9"], "did you mean 'federate.client.momentum'"),
         (["federate.init_path=/nonexistent/model.safetensors"], "does not exist"),
         ([], "run `gptfl pretrain` first"),
+        (["federate.vectorize=0"], "federate.vectorize"),
+        (["federate.vectorize=4", "model.name=resnet18"], "BatchNorm2d layer 'bn1'"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, overrides, message):

@@ -43,6 +43,8 @@ _ENCODE_LIMIT = 2.0**62
 #: Exponent size of the simulated clients' Diffie-Hellman keys (NIST SP 800-56A: >= 2x the
 #: 112-bit strength of the 2048-bit group); far cheaper than full-size exponents.
 _KEY_BYTES = 32
+#: add_many converts at most this many update coordinates to float64 at a time (64 MiB).
+_BLOCK_ELEMENTS = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -133,12 +135,10 @@ class RoundAggregator:
         w = self.weights[client]
         p = w / self.weight_total
         d64 = self._delta64.copy_(delta)
-        sq_norm = float(torch.dot(d64[: lay.params], d64[: lay.params]))
         if self.secure:
             target = torch.zeros(lay.masked_size, dtype=torch.float64, device=self.device)
         else:
             target = self.buffer[: lay.masked_size]
-        offset = 0
         target[: lay.state].add_(d64, alpha=p)
         offset = lay.state
         if lay.plain:
@@ -147,15 +147,64 @@ class RoundAggregator:
         if lay.control:
             target[offset : offset + lay.params].add_(control_delta.to(torch.float64))
             offset += lay.params
-        target[offset : offset + 4] += torch.tensor([w, sq_norm, p * mean_loss, float(steps)], dtype=torch.float64, device=self.device)
+        scalars = target[offset : offset + 4]
+        scalars += torch.tensor([w, 0.0, p * mean_loss, float(steps)], dtype=torch.float64, device=self.device)
+        scalars[1] += torch.dot(d64[: lay.params], d64[: lay.params])  # stays on the device: no sync per client
         if self.secure:
             self.buffer[: lay.masked_size].add_(self._encode_and_mask(client, target))
         if lay.control:
-            slot = self.cohort.index(client)
-            start = lay.masked_size + slot * lay.params
-            rows = self.buffer[start : start + lay.params]
-            rows = rows.view(torch.float64) if self.secure else rows
-            rows.copy_(new_control.to(torch.float64))
+            self._client_rows()[self.cohort.index(client)].copy_(new_control.to(torch.float64))
+
+    def add_many(
+        self,
+        clients: list[int],
+        deltas: torch.Tensor,
+        mean_losses: list[float],
+        steps: list[int],
+        control_deltas: Optional[torch.Tensor] = None,
+        new_controls: Optional[torch.Tensor] = None,
+    ) -> None:
+        """:meth:`add` for several clients at once (one row of ``deltas`` each), as a few matrix operations.
+
+        Secure mode masks each client apart, so there it adds them one by one.
+        """
+        if self.secure:
+            for i, client in enumerate(clients):
+                self.add(
+                    client, deltas[i], mean_losses[i], steps[i],
+                    control_deltas[i] if control_deltas is not None else None,
+                    new_controls[i] if new_controls is not None else None,
+                )
+            return
+        lay = self.layout
+        f64 = dict(dtype=torch.float64, device=self.device)
+        w = torch.tensor([self.weights[c] for c in clients], **f64)
+        p = w / self.weight_total
+        target = self.buffer[: lay.masked_size]
+        sq_norm = torch.zeros((), **f64)
+        rows = max(1, _BLOCK_ELEMENTS // deltas.shape[1])  # float64 copies of a bounded block of rows
+        for start in range(0, len(clients), rows):
+            d64 = deltas[start : start + rows].to(torch.float64)
+            target[: lay.state].addmv_(d64.t(), p[start : start + rows])
+            params = d64[:, : lay.params]
+            if lay.plain:
+                target[lay.state : lay.state + lay.params] += params.sum(dim=0)
+            sq_norm += (params * params).sum()
+        offset = lay.state + (lay.params if lay.plain else 0)
+        if lay.control:
+            target[offset : offset + lay.params] += control_deltas.to(torch.float64).sum(dim=0)
+            offset += lay.params
+        losses = torch.tensor(mean_losses, **f64)
+        target[offset : offset + 4] += torch.stack([w.sum(), sq_norm, (p * losses).sum(), torch.tensor(float(sum(steps)), **f64)])
+        if lay.control:
+            slots = torch.tensor([self.cohort.index(c) for c in clients], device=self.device)
+            self._client_rows().index_copy_(0, slots, new_controls.to(torch.float64))
+
+    def _client_rows(self) -> torch.Tensor:
+        """SCAFFOLD: the cohort x params block of new ``c_i`` (float64, or its bits in the secure int64 buffer)."""
+        lay = self.layout
+        rows = self.buffer[lay.masked_size : lay.masked_size + lay.cohort * lay.params]
+        return (rows.view(torch.float64) if self.secure else rows).view(lay.cohort, lay.params)
 
     def reduce(self, preempt_requested: bool) -> RoundSums:
         """Sum over ranks (one all_reduce) and decode."""
@@ -179,11 +228,7 @@ class RoundAggregator:
             control_sum = sums[offset : offset + lay.params]
             offset += lay.params
         weight, sq_norm_sum, loss, steps = (float(v) for v in sums[offset : offset + 4].tolist())
-        client_state = None
-        if lay.control:
-            rows = self.buffer[lay.masked_size : lay.masked_size + lay.cohort * lay.params]
-            rows = rows.view(torch.float64) if self.secure else rows
-            client_state = rows.view(lay.cohort, lay.params)
+        client_state = self._client_rows() if lay.control else None
         return RoundSums(
             update=update,
             plain_sq_norm=float(torch.dot(plain_sum, plain_sum)),

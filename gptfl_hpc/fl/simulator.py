@@ -36,7 +36,8 @@ from gptfl_hpc.config import Config
 from gptfl_hpc.data.factory import feature_transform, make_partition, open_dataset
 from gptfl_hpc.data.labels import match_labels
 from gptfl_hpc.fl.aggregate import RoundAggregator
-from gptfl_hpc.fl.client import FlatModel, LocalTrainer
+from gptfl_hpc.fl.client import FlatModel, LocalResult, LocalTrainer
+from gptfl_hpc.fl.cohort import CohortTrainer
 from gptfl_hpc.fl.config import FederateConfig
 from gptfl_hpc.fl.clientdata import ClientStore, Samples, load_samples
 from gptfl_hpc.fl.metrics import accuracy, all_ranks_sum, confusion_matrix, gradient_diversity, macro_f1
@@ -164,6 +165,10 @@ class Simulation:
         self.control = ControlVariates(self.num_clients, self.flat.num_params, self.device) if scaffold else None
         prox_mu = fed.client.prox_mu if fed.algorithm == "fedprox" else 0.0
         self.trainer = LocalTrainer(self.flat, fed.client, prox_mu)
+        self.cohort_trainer = None
+        if fed.vectorize is not None:
+            capacity = min(fed.vectorize, fed.clients_per_round)  # no stack rows that no rank could fill
+            self.cohort_trainer = CohortTrainer(self.flat, fed.client, capacity, prox_mu, scaffold)
         self.aggregator = RoundAggregator(
             self.flat.size,
             self.flat.num_params,
@@ -212,27 +217,17 @@ class Simulation:
         costs = [int(self.sizes[c]) for c in cohort]
         mine = assign_to_ranks(cohort, costs, self.world_size)[self.rank]
         self.aggregator.begin(round_number, cohort, weights)
-        num_params = self.flat.num_params
-        new_controls: list[Optional[torch.Tensor]] = []
-        for client in mine:
-            correction = self.control.correction(client) if self.control is not None else None
-            result = self.trainer.train(
-                self.global_state, self.clients[client], client_seed(seed, round_number, client), correction
-            )
-            torch.sub(self.flat.state, self.global_state, out=self.delta)
-            control_delta = new_control = None
-            if self.control is not None:
-                new_control = self.control.client_update(
-                    client, self.global_state[:num_params], self.flat.params, result.steps, fed.client.lr
-                )
-                control_delta = new_control - self.control.clients[client].to(self.device)
-            self.aggregator.add(client, self.delta, result.mean_loss, result.steps, control_delta, new_control)
+        if self.cohort_trainer is None:
+            self._train_one_by_one(round_number, mine)
+        else:
+            self._train_vectorized(round_number, mine)
         sums = self.aggregator.reduce(preemption.requested())
         if sums.weight_total != self.aggregator.weight_total:
             raise RuntimeError(
                 f"round {round_number}: client weights add up to {sums.weight_total}, expected "
                 f"{self.aggregator.weight_total}; a rank skipped or repeated a client"
             )
+        num_params = self.flat.num_params
         self.server.step(self.global_state[:num_params], sums.update[:num_params])
         if self.flat.num_buffers:
             # Floating-point buffers (BatchNorm statistics) are averaged, never optimised.
@@ -241,6 +236,47 @@ class Simulation:
             self.control.apply(cohort, sums.client_state, sums.control_sum)
         self.records.append(self._record(round_number, cohort, sums))
         return sums.preempt
+
+    def _train_one_by_one(self, round_number: int, clients: list[int]) -> None:
+        for client in clients:
+            correction = self.control.correction(client) if self.control is not None else None
+            result = self.trainer.train(
+                self.global_state, self.clients[client], client_seed(self.seed, round_number, client), correction
+            )
+            self._contribute(client, self.flat.state, result)
+
+    def _train_vectorized(self, round_number: int, clients: list[int]) -> None:
+        """Chunks of up to ``federate.vectorize`` clients of similar size (so few steps are padding)."""
+        by_size = sorted(clients, key=lambda c: (-int(self.sizes[c]), c))
+        capacity = self.cohort_trainer.capacity
+        for start in range(0, len(by_size), capacity):
+            chunk = by_size[start : start + capacity]
+            corrections = self.control.corrections(chunk) if self.control is not None else None
+            results = self.cohort_trainer.train(
+                self.global_state,
+                [self.clients[c] for c in chunk],
+                [client_seed(self.seed, round_number, c) for c in chunk],
+                corrections,
+            )
+            deltas = self.cohort_trainer.updates(self.global_state)
+            steps = [r.steps for r in results]
+            control_deltas = new_controls = None
+            if self.control is not None:
+                new_controls = self.control.client_updates(chunk, deltas, steps, self.fed.client.lr)
+                control_deltas = new_controls - self.control.clients[torch.as_tensor(chunk)].to(self.device)
+            self.aggregator.add_many(chunk, deltas, [r.mean_loss for r in results], steps, control_deltas, new_controls)
+
+    def _contribute(self, client: int, state: torch.Tensor, result: LocalResult) -> None:
+        """Add the client's trained model ``state`` (its update, and SCAFFOLD's new ``c_i``) to the round."""
+        torch.sub(state, self.global_state, out=self.delta)
+        control_delta = new_control = None
+        if self.control is not None:
+            num_params = self.flat.num_params
+            new_control = self.control.client_update(
+                client, self.global_state[:num_params], state[:num_params], result.steps, self.fed.client.lr
+            )
+            control_delta = new_control - self.control.clients[client].to(self.device)
+        self.aggregator.add(client, self.delta, result.mean_loss, result.steps, control_delta, new_control)
 
     # ------------------------------------------------------------------ metrics
 

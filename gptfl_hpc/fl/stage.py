@@ -63,6 +63,8 @@ def preflight(config: Config, init: Optional[str] = None, check_local_devices: b
         )
     if check_local_devices:
         check_rank_devices(fed.ranks)
+    if fed.vectorize is not None:
+        _check_vectorizable(config, labels)
     init_path = init_model_path(config, init)
     if init_path is not None:
         if not init_path.is_file():
@@ -99,6 +101,20 @@ def _check_init_model(config: Config, labels: list[str], path: Path) -> None:
     with torch.random.fork_rng(devices=[]):
         model = build_from_config(config.model, len(labels), config.data.image_size, config.data.audio.n_mels)
     load_model(path, model, labels)
+
+
+def _check_vectorizable(config: Config, labels: list[str]) -> None:
+    import torch
+
+    from gptfl_hpc.fl.cohort import unsupported_reason
+    from gptfl_hpc.models.config import build_from_config
+
+    architecture = config.model.model_copy(update={"imagenet_weights": None})  # the layers, not the weights
+    with torch.device("meta"):
+        model = build_from_config(architecture, len(labels), config.data.image_size, config.data.audio.n_mels)
+    reason = unsupported_reason(model)
+    if reason is not None:
+        raise UserError(f"model.name {config.model.name}: {reason}")
 
 
 def _count_clients(config: Config, labels: list[str]) -> int:

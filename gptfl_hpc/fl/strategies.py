@@ -164,10 +164,21 @@ class ControlVariates:
         """``c - c_i``: added to each of client ``i``'s gradients."""
         return torch.sub(self.c, self.clients[client].to(self.c.device, non_blocking=True), out=self._correction)
 
+    def corrections(self, clients: list[int]) -> torch.Tensor:
+        """``c - c_i`` for several clients, one row each."""
+        rows = self.clients[torch.as_tensor(clients)].to(self.c.device, non_blocking=True)
+        return torch.sub(self.c.unsqueeze(0), rows)
+
     def client_update(self, client: int, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float) -> torch.Tensor:
         """The client's new ``c_i+`` (on the device of ``x``)."""
         c_i = self.clients[client].to(x.device)
         return (x - y).div_(steps * lr).add_(c_i).sub_(self.c)
+
+    def client_updates(self, clients: list[int], deltas: torch.Tensor, steps: list[int], lr: float) -> torch.Tensor:
+        """:meth:`client_update` for several clients, from their updates ``y_i - x`` (one row each)."""
+        c_i = self.clients[torch.as_tensor(clients)].to(deltas.device)
+        step_sizes = torch.tensor([k * lr for k in steps], dtype=deltas.dtype, device=deltas.device)
+        return torch.neg(deltas).div_(step_sizes.unsqueeze(1)).add_(c_i).sub_(self.c)
 
     def apply(self, cohort: list[int], new_client_values: torch.Tensor, delta_sum: torch.Tensor) -> None:
         """Store the cohort's ``c_i+`` (rows of ``new_client_values``) and move ``c``."""
