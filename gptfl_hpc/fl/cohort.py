@@ -26,6 +26,7 @@ the sequential update and are refused with one line (:func:`unsupported_reason`)
 
 from __future__ import annotations
 
+import logging
 from typing import Optional, Sequence
 
 import torch
@@ -36,6 +37,8 @@ from torch.func import functional_call, vmap
 from gptfl_hpc.fl.client import FlatModel, LocalResult
 from gptfl_hpc.fl.clientdata import Samples
 from gptfl_hpc.fl.config import ClientConfig
+
+log = logging.getLogger(__name__)
 
 _FIX = "use a model without it (convnet, vgg19) or federate.vectorize=null"
 
@@ -57,6 +60,12 @@ def unsupported_reason(model: nn.Module) -> Optional[str]:
         if buffer.is_floating_point():
             return f"federate.vectorize cannot batch clients of a model with a floating-point buffer ('{name}'); {_FIX}"
     return None
+
+
+def stacked_bytes(num_params: int, capacity: int, config: ClientConfig, prox: bool, control: bool) -> int:
+    """Memory of the client-stacked tensors: parameters, gradients, updates and optimizer state."""
+    stacks = 3 + (config.momentum > 0) + prox + control
+    return stacks * capacity * num_params * 4
 
 
 class CohortTrainer:
@@ -92,7 +101,7 @@ class CohortTrainer:
         """Train ``clients`` (at most ``capacity``) from ``global_state``; results in input order.
 
         ``seeds[i]`` is client ``i``'s stream (as for ``LocalTrainer.train``); ``corrections`` holds
-        SCAFFOLD's ``c - c_i`` as one row per client. Read each trained model with :meth:`state`.
+        SCAFFOLD's ``c - c_i`` as one row per client. The trained models: :meth:`updates`.
         """
         k = len(clients)
         if not 0 < k <= self.capacity:
@@ -182,6 +191,7 @@ class CohortTrainer:
 
     def _allocate(self, example: Optional[torch.Tensor]) -> None:
         """Stacked parameters (and optimizer state) in the layout of their batched gradients."""
+        self._check_memory()
         if example is None:  # nothing to probe with: contiguous layouts (correct, possibly slower)
             self._orders = [tuple(range(len(shape) + 1)) for shape in self.shapes]
         else:
@@ -190,6 +200,19 @@ class CohortTrainer:
         self.velocity = self._stack() if self.config.momentum > 0 else None
         self.center = self._stack() if self.prox_mu > 0 else None
         self.correction = self._stack() if self.control else None
+
+    def _check_memory(self) -> None:
+        device = self.flat.device
+        needed = stacked_bytes(sum(self.sizes), self.capacity, self.config, self.prox_mu > 0, self.control)
+        log.info("vectorized clients: %d at once, %.0f MiB of stacked parameters and state on %s",
+                 self.capacity, needed / 2**20, device)
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            if needed > free:
+                raise MemoryError(
+                    f"federate.vectorize={self.capacity} needs {needed / 2**30:.1f} GiB for the stacked client models "
+                    f"but {device} has {free / 2**30:.1f} GiB free; lower federate.vectorize"
+                )
 
     def _probe_layouts(self, example: torch.Tensor) -> list[tuple[int, ...]]:
         """For each parameter, its dimensions from outermost to innermost in its batched gradient."""

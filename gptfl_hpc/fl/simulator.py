@@ -169,6 +169,9 @@ class Simulation:
         if fed.vectorize is not None:
             capacity = min(fed.vectorize, fed.clients_per_round)  # no stack rows that no rank could fill
             self.cohort_trainer = CohortTrainer(self.flat, fed.client, capacity, prox_mu, scaffold)
+            if device.type == "cpu" and rank == 0:
+                log.warning("federate.vectorize on CPU: batched clients usually train slower than one by one "
+                            "there (see docs/federated.md); it pays on GPUs")
         self.aggregator = RoundAggregator(
             self.flat.size,
             self.flat.num_params,

@@ -106,15 +106,26 @@ def _check_init_model(config: Config, labels: list[str], path: Path) -> None:
 def _check_vectorizable(config: Config, labels: list[str]) -> None:
     import torch
 
-    from gptfl_hpc.fl.cohort import unsupported_reason
+    from gptfl_hpc.fl.cohort import stacked_bytes, unsupported_reason
     from gptfl_hpc.models.config import build_from_config
 
+    fed = config.federate
     architecture = config.model.model_copy(update={"imagenet_weights": None})  # the layers, not the weights
     with torch.device("meta"):
         model = build_from_config(architecture, len(labels), config.data.image_size, config.data.audio.n_mels)
     reason = unsupported_reason(model)
     if reason is not None:
         raise UserError(f"model.name {config.model.name}: {reason}")
+    if torch.cuda.is_available():  # where the ranks' GPUs are visible from here: refuse what cannot fit
+        capacity = min(fed.vectorize, fed.clients_per_round)
+        num_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        needed = stacked_bytes(num_params, capacity, fed.client, fed.algorithm == "fedprox", fed.algorithm == "scaffold")
+        total = torch.cuda.get_device_properties(0).total_memory
+        if needed > total:
+            raise UserError(
+                f"federate.vectorize={capacity} needs {needed / 2**30:.1f} GiB for the stacked client models of "
+                f"model.name {config.model.name}, more than the GPU's {total / 2**30:.1f} GiB; lower federate.vectorize"
+            )
 
 
 def _count_clients(config: Config, labels: list[str]) -> int:
