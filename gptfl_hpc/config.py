@@ -23,7 +23,7 @@ from gptfl_hpc.fl.config import FederateConfig
 from gptfl_hpc.models.config import ModelConfig
 from gptfl_hpc.pretrain.config import PretrainConfig
 from gptfl_hpc.prompts.config import PromptsConfig
-from gptfl_hpc.schema import Section, is_operational
+from gptfl_hpc.schema import Section, is_added_at_default, is_operational
 from gptfl_hpc.synth.config import SynthConfig
 
 
@@ -219,7 +219,7 @@ class Config(Section):
 def _without_operational(section: BaseModel, values: dict[str, Any]) -> dict[str, Any]:
     kept = {}
     for name, value in values.items():
-        if is_operational(type(section), name):
+        if is_operational(type(section), name) or is_added_at_default(section, name):
             continue
         child = getattr(section, name)
         kept[name] = _without_operational(child, value) if isinstance(child, BaseModel) else value

@@ -17,6 +17,18 @@ def operational(default: Any, **kwargs: Any) -> Any:
     return Field(default, json_schema_extra={"operational": True}, **kwargs)
 
 
+def added(default: Any, **kwargs: Any) -> Any:
+    """A field added after runs were started: left out of the run's identity while it holds its
+    default, so that a run started before the field existed keeps its hash and still resumes."""
+    return Field(default, json_schema_extra={"identity_without_default": True}, **kwargs)
+
+
+def is_added_at_default(model: BaseModel, name: str) -> bool:
+    extra = type(model).model_fields[name].json_schema_extra
+    marked = isinstance(extra, dict) and bool(extra.get("identity_without_default"))
+    return marked and getattr(model, name) == type(model).model_fields[name].default
+
+
 def is_operational(model: type[BaseModel], name: str) -> bool:
     extra = model.model_fields[name].json_schema_extra
     return isinstance(extra, dict) and bool(extra.get("operational"))

@@ -92,6 +92,16 @@ def test_hash_ignores_launcher_and_run_dir(quickstart_config):
     assert load_config(quickstart_config, ["seed=1"]).hash != base.hash
 
 
+def test_a_field_added_later_leaves_the_identity_alone_at_its_default(quickstart_config):
+    """federate.vectorize came after runs existed: unset, the hash is the one those runs recorded."""
+    base = load_config(quickstart_config)
+    assert "vectorize" not in base.science()["federate"]
+    assert base.resolved()["federate"]["vectorize"] is None  # still shown in config.yaml
+    vectorized = load_config(quickstart_config, ["federate.vectorize=4"])
+    assert vectorized.science()["federate"]["vectorize"] == 4
+    assert vectorized.hash != base.hash
+
+
 def test_cli_validate_exit_codes(quickstart_config, tmp_path):
     ok = subprocess.run([*GPTFL, "validate", str(quickstart_config)], capture_output=True, text=True, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr

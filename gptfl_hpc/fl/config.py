@@ -12,7 +12,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from gptfl_hpc.schema import Section, operational
+from gptfl_hpc.schema import Section, added, operational
 
 Algorithm = Literal["fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "fedprox", "scaffold"]
 
@@ -59,7 +59,7 @@ class FederateConfig(Section):
     weighting: Literal["samples", "uniform"] = Field("samples", description="client weight in the average")
     ranks: int = Field(1, ge=1, description="simulator processes, one device each")
     threads_per_rank: Optional[int] = Field(None, ge=1, description="CPU threads per rank; null = cores / ranks")
-    vectorize: Optional[int] = Field(
+    vectorize: Optional[int] = added(
         None, ge=1, description="train up to this many of a rank's clients at once as one batched computation; null = one by one"
     )
     eval_every: int = Field(10, ge=1, description="test accuracy and macro-F1 every k rounds (and the last)")
