@@ -39,7 +39,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -60,6 +59,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from contenders import run_contender, run_timed  # noqa: E402
 from contenders.workload import BATCH, COHORT, LR, PER_USER, SEED, USERS, pfl_cnn, user_slice, user_tensors  # noqa: E402
 
 from gptfl_hpc.fl.clientdata import Samples  # noqa: E402
@@ -136,14 +136,7 @@ def run_here(name: str, rounds: int, ranks: int, threads: int, cohort: int = COH
     """One contender of this venv as its own process, timed like pfl-research and Flower."""
     command = [sys.executable, __file__, "--contender", name, "--rounds", str(rounds), "--ranks", str(ranks),
                "--threads", str(threads), "--cohort", str(cohort), "--skip", str(skip)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
-    process_s = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"contender {name} failed:\n{done.stderr[-3000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    return {**result, "process_s": process_s}
+    return run_timed(name, command, threads, timeout=1800)
 
 
 # --------------------------------------------------------------------------- reports
@@ -177,8 +170,6 @@ def train_flops_per_image(model: nn.Module) -> float:
 
 
 def cpu_comparison(args: argparse.Namespace) -> None:
-    from contenders import run_contender  # the other frameworks' venvs: not needed for --gpu or --contender
-
     threads = args.threads
     print(f"allocator: {' '.join(f'{k}={os.environ.get(k)}' for k in MALLOC_ENV)}")
     print(f"workload: {USERS} users x {PER_USER} images, {COHORT} per round, {args.rounds} rounds, batch {BATCH}, "

@@ -24,11 +24,14 @@ def added(default: Any, **kwargs: Any) -> Any:
 
 
 def is_added_at_default(model: BaseModel, name: str) -> bool:
-    extra = type(model).model_fields[name].json_schema_extra
-    marked = isinstance(extra, dict) and bool(extra.get("identity_without_default"))
-    return marked and getattr(model, name) == type(model).model_fields[name].default
+    field = type(model).model_fields[name]
+    return _marked(type(model), name, "identity_without_default") and getattr(model, name) == field.default
 
 
 def is_operational(model: type[BaseModel], name: str) -> bool:
+    return _marked(model, name, "operational")
+
+
+def _marked(model: type[BaseModel], name: str, flag: str) -> bool:
     extra = model.model_fields[name].json_schema_extra
-    return isinstance(extra, dict) and bool(extra.get("operational"))
+    return isinstance(extra, dict) and bool(extra.get(flag))

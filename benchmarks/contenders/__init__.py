@@ -4,7 +4,7 @@ Each runs in its own venv (``venvs.ensure_venv``) as a subprocess (``run.run_con
 ``workload`` holds the model and data every contender, the project's simulator included, trains.
 """
 
-from .run import ContenderError, run_contender
+from .run import ContenderError, run_contender, run_timed
 from .venvs import VenvError, ensure_venv
 
-__all__ = ["ContenderError", "VenvError", "ensure_venv", "run_contender"]
+__all__ = ["ContenderError", "VenvError", "ensure_venv", "run_contender", "run_timed"]

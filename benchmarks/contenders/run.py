@@ -33,10 +33,20 @@ def run_contender(name: str, rounds: int, workers: int = 1, timeout: float = 900
         raise ValueError(f"unknown contender {name!r}; known: {sorted(SCRIPTS)}")
     python = ensure_venv(name)
     threads = max(1, len(os.sched_getaffinity(0)) // workers)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     # The script's own deadline comes first, so it can stop its ranks or Ray cleanly.
     cmd = [str(python), str(SCRIPTS[name]), "--rounds", str(rounds), "--workers", str(workers),
            "--timeout", str(max(1.0, timeout - 30))]
+    return run_timed(name, cmd, threads, timeout)
+
+
+def run_timed(name: str, cmd: list[str], threads: int, timeout: float = 900) -> dict:
+    """Run contender ``name``'s command as a process of its own and time it as a whole.
+
+    The command prints one JSON line with ``"contender": name`` (and its ``loop_s``, ``setup_s``);
+    returns that dict plus ``process_s``. Output goes to ``.cache/bench-venvs/<name>-last-run.log``.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+    ROOT.mkdir(parents=True, exist_ok=True)
     log = ROOT / f"{name}-last-run.log"
     with open(log, "w") as out:
         started = time.perf_counter()

@@ -78,10 +78,9 @@ class CohortTrainer:
         self.flat, self.config, self.capacity = flat, config, capacity
         self.prox_mu = prox_mu
         self.control = control
-        named = [(n, p) for n, p in flat.model.named_parameters() if p.requires_grad]
-        self.names = [n for n, _ in named]
-        self.shapes = [tuple(p.shape) for _, p in named]
-        self.sizes = [p.numel() for _, p in named]
+        self.names = [n for n, p in flat.model.named_parameters() if p.requires_grad]  # flat.parameters' order
+        self.shapes = [tuple(p.shape) for p in flat.parameters]
+        self.sizes = [p.numel() for p in flat.parameters]
         self.offsets = [sum(self.sizes[:j]) for j in range(len(self.sizes))]
         self._forward = vmap(self._client_forward)
         self._orders: Optional[list[tuple[int, ...]]] = None
@@ -216,7 +215,7 @@ class CohortTrainer:
 
     def _probe_layouts(self, example: torch.Tensor) -> list[tuple[int, ...]]:
         """For each parameter, its dimensions from outermost to innermost in its batched gradient."""
-        probe = [p.detach().unsqueeze(0).repeat(2, *([1] * p.dim())).requires_grad_() for p in self._flat_params()]
+        probe = [p.detach().unsqueeze(0).repeat(2, *([1] * p.dim())).requires_grad_() for p in self.flat.parameters]
         xb = example[:1].unsqueeze(0).expand(2, *example[:1].shape)
         logits = self._forward(dict(zip(self.names, probe)), xb)
         grads = torch.autograd.grad(logits.float().square().sum(), probe)
@@ -226,9 +225,6 @@ class CohortTrainer:
             # The client dimension must stay outermost so that a prefix of clients is contiguous.
             orders.append(order if order[0] == 0 else tuple(range(grad.dim())))
         return orders
-
-    def _flat_params(self) -> list[torch.Tensor]:
-        return [p for p in self.flat.model.parameters() if p.requires_grad]
 
     def _stack(self) -> list[torch.Tensor]:
         """One ``capacity x shape`` tensor per parameter, all in one allocation, in the probed layouts."""
