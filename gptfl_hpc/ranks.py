@@ -56,6 +56,19 @@ def rank_device() -> torch.device:
     return torch.device("cpu")
 
 
+def cpu_threads_per_rank(ranks_on_node: int) -> int:
+    """CPU threads for one rank: its share of the CPUs Slurm gave the task (``--cpus-per-task``),
+    else an even share of the cores this process may use. Under Slurm a job's arithmetic then
+    depends on what it asked for, not on how many ranks happen to share a node (the thread count
+    changes the order of float sums), so 2 nodes x 1 task and 1 node x 2 tasks train alike."""
+    ranks_on_node = max(ranks_on_node, 1)
+    allotted = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if allotted.isdigit() and int(allotted) > 0:
+        one_task_per_rank = os.environ.get("SLURM_NTASKS", "1") == os.environ.get("WORLD_SIZE", "1")
+        return int(allotted) if one_task_per_rank else max(1, int(allotted) // ranks_on_node)
+    return max(1, len(os.sched_getaffinity(0)) // ranks_on_node)
+
+
 def check_devices(world_size: int, ranks_per_node: Optional[int] = None) -> None:
     """One device per rank on GPU machines: refuse more ranks per node than visible GPUs."""
     if not torch.cuda.is_available():

@@ -1,13 +1,30 @@
 #!/usr/bin/env bash
-# local-cluster.sh -- install and run a real one-node Slurm cluster on this
-# machine (munge + MariaDB + slurmdbd + slurmctld + slurmd), for tests and CI.
+# local-cluster.sh -- install and run a real Slurm cluster on this machine
+# (munge + MariaDB + slurmdbd + slurmctld + one slurmd per node), for tests and CI.
 #
-#   slurm/local-cluster.sh start    install missing packages, write configs,
-#                                   start daemons, wait for an idle node and a
+#   slurm/local-cluster.sh start [--nodes N]
+#                                   install missing packages, write configs,
+#                                   start daemons, wait for idle nodes and a
 #                                   completed probe job that sacct lists
-#   slurm/local-cluster.sh stop     cancel jobs, stop all daemons by PID file
+#   slurm/local-cluster.sh stop     cancel jobs, stop all daemons by PID file,
+#                                   remove the nodes' network namespaces
 #   slurm/local-cluster.sh status   print daemon states and sinfo; exit 0 only
 #                                   if every daemon is up
+#   slurm/local-cluster.sh kill-node NODE
+#                                   crash one node: SIGKILL its slurmd, job steps
+#                                   and tasks (everything in its namespace);
+#                                   'start' brings it back
+#
+# One node (the default) is this machine itself: slurmd listens on 127.0.0.1.
+# With --nodes N >= 2 each node gptfl-n1..N is a slurmd in its own network
+# namespace and UTS namespace (its own hostname), with its own address on a
+# bridge that exists only on this machine ($SUBNET.0/24: the controller is
+# $SUBNET.1, node i is $SUBNET.(10+i)); /etc/hosts maps the node names. No
+# namespace has a route anywhere else. Jobs on a node run inside that node's
+# namespaces, so cross-node traffic (srun, torch.distributed) really crosses
+# the bridge. 'stop' removes the namespaces, the bridge, the host entries and
+# the multi-node slurm.conf (whose addresses no longer exist). 'start' without
+# --nodes on a running cluster keeps its node count.
 #
 # No systemd is needed: every daemon is started directly, with its PID file and
 # log under the state directory. Needs root for start/stop (re-runs itself via
@@ -16,7 +33,12 @@
 # Environment (all optional):
 #   GPTFL_SLURM_STATE          state dir (PID files, logs, spool, MariaDB data)
 #                              [/var/run/gptfl-slurm]
-#   GPTFL_SLURM_CPUS           CPUs the node advertises [max(nproc, 4)]
+#   GPTFL_SLURM_CPUS           CPUs each node advertises [max(nproc, 4)]
+#   GPTFL_SLURM_SUBNET         first three octets of the nodes' bridge network
+#                              (multi-node only) [10.77.0]
+#   GPTFL_SLURM_NODE_TIMEOUT   SlurmdTimeout of a multi-node cluster: seconds
+#                              until an unresponsive node is DOWN and its jobs
+#                              are requeued [10]
 #   GPTFL_SLURM_CLUSTER        ClusterName [gptfl]
 #   GPTFL_SLURM_DB_PORT        MariaDB TCP port, bound to 127.0.0.1 [3307]
 #   GPTFL_SLURM_DB_PASS        password of the MariaDB user 'slurm' [gptfl-slurm]
@@ -38,6 +60,15 @@ DB_PASS=${GPTFL_SLURM_DB_PASS:-gptfl-slurm}
 DB_NAME=slurm_acct_db
 START_TIMEOUT=${GPTFL_SLURM_START_TIMEOUT:-60}
 PARTITION=debug
+SUBNET=${GPTFL_SLURM_SUBNET:-10.77.0}
+NODE_TIMEOUT=${GPTFL_SLURM_NODE_TIMEOUT:-10}
+NODE_PREFIX=gptfl-n
+BRIDGE=gptfl-br0
+CTL_ADDR=$SUBNET.1
+HOSTS_FILE=/etc/hosts
+HOSTS_BEGIN="# >>> gptfl local-cluster nodes"
+HOSTS_END="# <<< gptfl local-cluster nodes"
+NODES=   # set by main: --nodes, else the last start's count, else 1
 
 SLURM_CONF=/etc/slurm/slurm.conf
 SLURMDBD_CONF=/etc/slurm/slurmdbd.conf
@@ -49,9 +80,7 @@ DB_DIR=$STATE/mysql
 DB_RUN=$STATE/mariadb        # owned by mysql: socket + PID file
 DB_SOCK=$DB_RUN/mysqld.sock
 
-PACKAGES=(munge mariadb-server slurmdbd slurmctld slurmd slurm-client)
-# Start order; stop runs in reverse.
-DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd)
+PACKAGES=(munge mariadb-server slurmdbd slurmctld slurmd slurm-client iproute2)
 
 say() { echo "$PROG: $*"; }
 warn() { echo "$PROG: warning: $*" >&2; }
@@ -72,13 +101,17 @@ die() {
 
 usage() {
     cat >&2 <<EOF
-usage: $(basename "$0") start|stop|status
+usage: $(basename "$0") start [--nodes N] | stop | status | kill-node NODE
 
-  start   install missing packages, start munged, MariaDB, slurmdbd, slurmctld
-          and slurmd, and wait until the node is idle and a probe job has
-          completed and is listed by sacct (idempotent)
-  stop    cancel remaining jobs and stop all daemons started by 'start'
-  status  show each daemon's state and sinfo; exit 0 if all are up, else 1
+  start      install missing packages, start munged, MariaDB, slurmdbd,
+             slurmctld and a slurmd per node, and wait until every node is idle
+             and a probe job on all nodes has completed and is listed by sacct
+             (idempotent; restarts a killed node). --nodes N >= 2: N nodes, each
+             in its own network namespace [default: the running cluster's, else 1]
+  stop       cancel remaining jobs, stop all daemons started by 'start' and
+             remove the nodes' namespaces
+  status     show each daemon's state and sinfo; exit 0 if all are up, else 1
+  kill-node  crash NODE (SIGKILL everything in its namespace) for failure tests
 
 state directory: \$GPTFL_SLURM_STATE (now $STATE)
 EOF
@@ -86,10 +119,39 @@ EOF
 
 # ---------------------------------------------------------------- daemons ---
 
+# A daemon is named by its program, except a namespaced node's slurmd:
+# slurmd@NODE (its PID file, log and spool carry the node name, as slurm.conf's
+# %n does).
+multi_node() { ((NODES > 1)); }
+
+node_names() {
+    local i
+    if multi_node; then
+        for ((i = 1; i <= NODES; i++)); do echo "$NODE_PREFIX$i"; done
+    else
+        hostname -s
+    fi
+}
+
+node_addr() { echo "$SUBNET.$((10 + ${1#"$NODE_PREFIX"}))"; }
+
+slurmd_daemons() {
+    local node
+    if multi_node; then
+        for node in $(node_names); do echo "slurmd@$node"; done
+    else
+        echo slurmd
+    fi
+}
+
+# Start order; stop runs in reverse.
+daemons() { echo munged mariadbd slurmdbd slurmctld $(slurmd_daemons); }
+
 pidfile_of() {
     case $1 in
         munged) echo "$STATE/munge/munged.pid" ;;
         mariadbd) echo "$DB_RUN/mariadbd.pid" ;;
+        slurmd@*) echo "$STATE/slurmd-${1#slurmd@}.pid" ;;
         *) echo "$STATE/$1.pid" ;;
     esac
 }
@@ -97,6 +159,7 @@ pidfile_of() {
 logfile_of() {
     case $1 in
         mariadbd) echo "$LOG/mariadbd.log" ;;
+        slurmd@*) echo "$LOG/slurmd-${1#slurmd@}.log" ;;
         *) echo "$LOG/$1.log" ;;
     esac
 }
@@ -104,14 +167,14 @@ logfile_of() {
 # pid_of NAME: print the PID of our running daemon NAME, or fail (stale or
 # missing PID file). The process name is checked to survive PID reuse.
 pid_of() {
-    local name=$1 pf pid comm
+    local name=$1 prog=${1%@*} pf pid comm
     pf=$(pidfile_of "$name")
     [[ -r $pf ]] || return 1
     pid=$(tr -dc '0-9' <"$pf" 2>/dev/null || true)
     [[ -n $pid ]] && pid_alive "$pid" || return 1
     comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
     case $comm in
-        "$name" | "$name"-wlm | mysqld) echo "$pid" ;;
+        "$prog" | "$prog"-wlm | mysqld) echo "$pid" ;;
         *) return 1 ;;
     esac
 }
@@ -246,12 +309,35 @@ write_configs() {
         mv -f "$CGROUP_CONF" "$CGROUP_CONF.gptfl-disabled"
     fi
 
+    # One node: this machine at 127.0.0.1. Several: namespaced nodes on the
+    # bridge, the controller and slurmdbd on its host side (reachable from the
+    # root namespace and from every node); each slurmd's files carry its name.
+    local ctl_addr=127.0.0.1 what node node_lines="" nodes_expr slurmd_timeout=60 slurmd_files
+    if multi_node; then
+        ctl_addr=$CTL_ADDR
+        slurmd_timeout=$NODE_TIMEOUT
+        what="$NODES-node test cluster in network namespaces ($SUBNET.0/24), $cpus CPUs advertised each ($ncpu real), ${realmem} MB"
+        for node in $(node_names); do
+            node_lines+="NodeName=$node NodeAddr=$(node_addr "$node") NodeHostname=$node CPUs=$cpus RealMemory=$realmem State=UNKNOWN"$'\n'
+        done
+        nodes_expr="$NODE_PREFIX[1-$NODES]"
+        slurmd_files="SlurmdSpoolDir=$STATE/slurmd-%n
+SlurmdPidFile=$STATE/slurmd-%n.pid
+SlurmdLogFile=$LOG/slurmd-%n.log"
+    else
+        what="one-node test cluster: $host, $cpus CPUs advertised ($ncpu real), ${realmem} MB"
+        node_lines="NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$realmem State=UNKNOWN"$'\n'
+        nodes_expr=$host
+        slurmd_files="SlurmdSpoolDir=$STATE/slurmd
+SlurmdPidFile=$(pidfile_of slurmd)
+SlurmdLogFile=$(logfile_of slurmd)"
+    fi
+
     install_file "$SLURM_CONF" 644 <<EOF && CONF_CHANGED=1 || true
 # Generated by gptfl local-cluster (slurm/local-cluster.sh); rewritten on every
-# start. One-node test cluster: $host, $cpus CPUs advertised ($ncpu real),
-# ${realmem} MB.
+# start. $what.
 ClusterName=$CLUSTER
-SlurmctldHost=$host(127.0.0.1)
+SlurmctldHost=$host($ctl_addr)
 SlurmUser=root
 SlurmdUser=root
 SlurmctldPort=6817
@@ -261,11 +347,9 @@ CredType=cred/munge
 # Short credential lifetime: a requeued job may restart after ~10 s, not 120 s.
 AuthInfo=cred_expire=10
 StateSaveLocation=$STATE/slurmctld
-SlurmdSpoolDir=$STATE/slurmd
 SlurmctldPidFile=$(pidfile_of slurmctld)
-SlurmdPidFile=$(pidfile_of slurmd)
 SlurmctldLogFile=$(logfile_of slurmctld)
-SlurmdLogFile=$(logfile_of slurmd)
+$slurmd_files
 SlurmctldDebug=info
 SlurmdDebug=info
 # Containers: no cgroup plugins.
@@ -274,7 +358,7 @@ TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=30
 AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=127.0.0.1
+AccountingStorageHost=$ctl_addr
 AccountingStoragePort=6819
 JobCompType=jobcomp/none
 SchedulerType=sched/backfill
@@ -284,27 +368,29 @@ DependencyParameters=kill_invalid_depend
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SlurmdParameters=config_overrides
+# A node that was DOWN (not responding, e.g. killed) is usable again as soon
+# as its slurmd registers; batch jobs are requeued when their node fails.
 ReturnToService=2
 JobRequeue=1
 PreemptType=preempt/none
 MailProg=/bin/true
 SlurmctldTimeout=30
-SlurmdTimeout=60
+# How long a silent node stays up before it is DOWN and its jobs requeued.
+SlurmdTimeout=$slurmd_timeout
 MessageTimeout=10
 MinJobAge=300
 KillWait=5
 InactiveLimit=0
 Waittime=0
-NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$realmem State=UNKNOWN
-PartitionName=$PARTITION Nodes=$host Default=YES MaxTime=INFINITE State=UP
+${node_lines}PartitionName=$PARTITION Nodes=$nodes_expr Default=YES MaxTime=INFINITE State=UP
 EOF
 
     # Mode 600, owned by SlurmUser (root).
     install_file "$SLURMDBD_CONF" 600 <<EOF && DBD_CHANGED=1 || true
 # Generated by gptfl local-cluster (slurm/local-cluster.sh); rewritten on every start.
 AuthType=auth/munge
-DbdHost=localhost
-DbdAddr=127.0.0.1
+DbdHost=$host
+DbdAddr=$ctl_addr
 DbdPort=6819
 SlurmUser=root
 PidFile=$(pidfile_of slurmdbd)
@@ -322,7 +408,9 @@ EOF
 # ------------------------------------------------------------------ start ---
 
 prepare_dirs() {
+    local node
     mkdir -p "$STATE" "$LOG" "$STATE/slurmctld" "$STATE/slurmd" "$STATE/munge"
+    for node in $(node_names); do mkdir -p "$STATE/slurmd-$node"; done
     chmod 755 "$STATE" "$LOG"
     chown munge:munge "$STATE/munge"
     chmod 755 "$STATE/munge"
@@ -447,41 +535,160 @@ start_slurmdbd() {
 ctld_ok() { scontrol ping 2>/dev/null | grep -q 'is UP'; }
 
 start_slurm_daemon() {
-    local name=$1
+    local name=$1 node
     if alive "$name" && ((CONF_CHANGED)); then
         say "slurm.conf changed; restarting $name"
         stop_daemon "$name"
     fi
     if ! alive "$name"; then
         rm -f "$(pidfile_of "$name")"
-        "/usr/sbin/$name" </dev/null >>"$LOG/$name.stderr" 2>&1 ||
-            die "$name failed to start" "$LOG/$name.stderr" "$(logfile_of "$name")"
+        case $name in
+            slurmd@*)
+                # The node's own network and UTS namespaces: its address, its hostname
+                # (torch.distributed/gloo binds to the address the hostname resolves to).
+                node=${name#slurmd@}
+                # nsenter, not 'ip netns exec': that remounts /sys without cgroupfs,
+                # which slurmd needs to start.
+                nsenter --net="/run/netns/$node" -- unshare --uts -- sh -c \
+                    "hostname '$node' && exec /usr/sbin/slurmd -N '$node'" \
+                    </dev/null >>"$LOG/slurmd-$node.stderr" 2>&1 ||
+                    die "$name failed to start" "$LOG/slurmd-$node.stderr" "$(logfile_of "$name")"
+                ;;
+            *)
+                "/usr/sbin/$name" </dev/null >>"$LOG/$name.stderr" 2>&1 ||
+                    die "$name failed to start" "$LOG/$name.stderr" "$(logfile_of "$name")"
+                ;;
+        esac
         wait_for 30 alive "$name" ||
-            die "$name exited" "$LOG/$name.stderr" "$(logfile_of "$name")"
+            die "$name exited" "$LOG/${name/@/-}.stderr" "$(logfile_of "$name")"
         say "started $name (pid $(pid_of "$name"))"
     fi
 }
 
-node_state() { sinfo -h -N -n "$(hostname -s)" -o %t 2>/dev/null | head -n 1; }
+# ---------------------------------------------------------------- network ---
+# Multi-node only: a bridge on the host side, a namespace per node joined to
+# it by a veth pair, node names in /etc/hosts. Traffic stays on this machine.
 
-node_idle() {
-    local st
-    st=$(node_state)
-    case $st in
-        idle | mix | alloc) return 0 ;;
-        down | drain | drng | drained | fail | inval)
-            # e.g. a leftover DOWN/DRAIN from an earlier run: slurmd is up, resume it.
-            scontrol update nodename="$(hostname -s)" state=resume >/dev/null 2>&1 || true
-            return 1
-            ;;
-        *) return 1 ;;
-    esac
+have_netns() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$1"; }
+
+veth_of() { echo "gptfl-v${1#"$NODE_PREFIX"}"; }
+
+# our_netns: the gptfl node namespaces that exist now.
+our_netns() { ip netns list 2>/dev/null | awk '{print $1}' | grep "^$NODE_PREFIX[0-9][0-9]*\$" || true; }
+
+setup_network() {
+    local node addr veth
+    [[ $SUBNET =~ ^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ ]] ||
+        die "GPTFL_SLURM_SUBNET must be three octets like 10.77.0, got '$SUBNET'"
+    if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+        ip link add "$BRIDGE" type bridge || die "cannot create bridge $BRIDGE (needs CAP_NET_ADMIN)"
+    fi
+    ip addr replace "$CTL_ADDR/24" dev "$BRIDGE"
+    ip link set "$BRIDGE" up
+    for node in $(node_names); do
+        addr=$(node_addr "$node")
+        veth=$(veth_of "$node")
+        have_netns "$node" || ip netns add "$node" || die "cannot create network namespace $node"
+        if ! ip link show "$veth" >/dev/null 2>&1; then
+            ip link add "$veth" type veth peer name eth0 netns "$node" ||
+                die "cannot create veth pair $veth for $node"
+        fi
+        ip link set "$veth" master "$BRIDGE" up
+        ip -n "$node" addr replace "$addr/24" dev eth0
+        ip -n "$node" link set eth0 up
+        ip -n "$node" link set lo up
+    done
+    remove_nodes_beyond "$NODES"
+    write_hosts
 }
+
+# write_hosts: the node names (and the controller's address) in /etc/hosts, in
+# one marked block that 'stop' removes again.
+write_hosts() {
+    local block node tmp
+    block="$HOSTS_BEGIN"$'\n'
+    for node in $(node_names); do block+="$(node_addr "$node") $node"$'\n'; done
+    block+="$HOSTS_END"
+    tmp=$(mktemp)
+    remove_hosts_block <"$HOSTS_FILE" >"$tmp"
+    printf '%s\n' "$block" >>"$tmp"
+    # Rewrite in place: /etc/hosts may be a bind mount that cannot be replaced.
+    cmp -s "$tmp" "$HOSTS_FILE" || cat "$tmp" >"$HOSTS_FILE"
+    rm -f "$tmp"
+}
+
+remove_hosts_block() { sed "/^$HOSTS_BEGIN\$/,/^$HOSTS_END\$/d"; }
+
+# remove_nodes_beyond K: stop and delete namespaced nodes numbered above K.
+remove_nodes_beyond() {
+    local keep=$1 node
+    for node in $(our_netns); do
+        ((${node#"$NODE_PREFIX"} > keep)) || continue
+        stop_daemon "slurmd@$node"
+        kill_netns "$node"
+        ip link del "$(veth_of "$node")" 2>/dev/null || true
+        ip netns del "$node" 2>/dev/null || true
+        say "removed node $node"
+    done
+}
+
+# kill_netns NODE: SIGKILL every process in the node's network namespace
+# (slurmd, slurmstepd, job tasks), until none is left.
+kill_netns() {
+    local node=$1 pids i
+    for ((i = 0; i < 50; i++)); do
+        pids=$(ip netns pids "$node" 2>/dev/null | tr '\n' ' ')
+        [[ -n ${pids// /} ]] || return 0
+        # shellcheck disable=SC2086
+        kill -KILL $pids 2>/dev/null || true
+        sleep 0.2
+    done
+    warn "processes left in namespace $node: $pids"
+}
+
+teardown_network() {
+    local node tmp
+    remove_nodes_beyond 0
+    ip link del "$BRIDGE" 2>/dev/null || true
+    if grep -qx "$HOSTS_BEGIN" "$HOSTS_FILE" 2>/dev/null; then
+        tmp=$(mktemp)
+        remove_hosts_block <"$HOSTS_FILE" >"$tmp"
+        cat "$tmp" >"$HOSTS_FILE"
+        rm -f "$tmp"
+    fi
+}
+
+# ------------------------------------------------------------------ nodes ---
+
+# node_states: "NODE STATE" for every node of the partition.
+node_states() { sinfo -h -N -p "$PARTITION" -o '%N %t' 2>/dev/null; }
+
+# nodes_idle: every configured node is usable; DOWN/DRAIN nodes (a leftover
+# from an earlier run or a killed node whose slurmd is back) are resumed.
+nodes_idle() {
+    local node st ok=0 seen=0
+    while read -r node st; do
+        [[ -n $node ]] || continue
+        seen=$((seen + 1))
+        case $st in
+            idle | mix | alloc) ;;
+            down | drain | drng | drained | fail | inval)
+                scontrol update nodename="$node" state=resume >/dev/null 2>&1 || true
+                ok=1
+                ;;
+            *) ok=1 ;;
+        esac
+    done < <(node_states)
+    ((seen == NODES && ok == 0))
+}
+
+all_allocated() { [[ -z $(node_states | awk '$2 != "alloc"') ]]; }
 
 probe_job() {
     local id st deadline=$1
+    # One task on every node: srun across the nodes (through the bridge when namespaced).
     id=$(sbatch --parsable -p "$PARTITION" -J gptfl-probe -o /dev/null -e /dev/null \
-        --chdir=/tmp -t 1 --wrap true 2>>"$LOG/probe.log") ||
+        --chdir=/tmp -t 1 -N "$NODES" --ntasks-per-node=1 --wrap 'srun true' 2>>"$LOG/probe.log") ||
         die "probe sbatch failed" "$LOG/probe.log" "$(logfile_of slurmctld)"
     id=${id%%;*}
     while :; do
@@ -493,25 +700,33 @@ probe_job() {
                 ;;
             FAILED* | CANCELLED* | TIMEOUT* | NODE_FAIL* | OUT_OF_ME* | BOOT_FAIL*)
                 scancel "$id" 2>/dev/null || true   # a NODE_FAIL probe gets requeued
-                die "probe job $id ended $st" "$(logfile_of slurmd)" "$(logfile_of slurmctld)"
+                die "probe job $id ended $st" $(for d in $(slurmd_daemons); do logfile_of "$d"; done) "$(logfile_of slurmctld)"
                 ;;
         esac
         ((SECONDS < deadline)) || scancel "$id" 2>/dev/null || true
         ((SECONDS < deadline)) ||
             die "probe job $id not COMPLETED in sacct within ${START_TIMEOUT}s (state '${st:-none}', squeue: $(squeue -h -j "$id" -o %T 2>/dev/null || true))" \
-                "$(logfile_of slurmctld)" "$(logfile_of slurmd)" "$(logfile_of slurmdbd)"
+                "$(logfile_of slurmctld)" $(for d in $(slurmd_daemons); do logfile_of "$d"; done) "$(logfile_of slurmdbd)"
         sleep 0.5
     done
 }
 
 cmd_start() {
-    local t0=$SECONDS deadline host id
+    local t0=$SECONDS deadline id d
     # Daemons inherit these: do not pin the caller's directory, keep files readable.
     cd /
     umask 022
     install_packages
     prepare_dirs
+    if multi_node; then
+        stop_daemon slurmd   # a one-node cluster's slurmd, from an earlier start
+        setup_network
+    else
+        stop_daemon $(for node in $(our_netns); do echo "slurmd@$node"; done)
+        teardown_network
+    fi
     write_configs
+    echo "$NODES" >"$STATE/nodes"
     start_munged
     start_mariadb
     setup_database
@@ -520,22 +735,30 @@ cmd_start() {
     deadline=$((SECONDS + START_TIMEOUT))
     wait_for "$START_TIMEOUT" ctld_ok ||
         die "slurmctld does not answer 'scontrol ping'" "$(logfile_of slurmctld)"
-    start_slurm_daemon slurmd
-    host=$(hostname -s)
-    until node_idle; do
+    for d in $(slurmd_daemons); do start_slurm_daemon "$d"; done
+    until nodes_idle; do
         ((SECONDS < deadline)) ||
-            die "node $host not idle within ${START_TIMEOUT}s (state '$(node_state)')" \
-                "$(logfile_of slurmd)" "$(logfile_of slurmctld)"
+            die "nodes not idle within ${START_TIMEOUT}s: $(node_states | tr '\n' ' ')" \
+                $(for d in $(slurmd_daemons); do logfile_of "$d"; done) "$(logfile_of slurmctld)"
         sleep 0.3
     done
-    if [[ $(node_state) == alloc ]]; then
+    if all_allocated; then
         # Every CPU is taken by running jobs: a probe would only queue.
         sacct -n -X -j 1 >/dev/null || die "sacct does not work" "$(logfile_of slurmdbd)"
-        say "node $host fully allocated (jobs running), probe job skipped ($((SECONDS - t0)) s)"
+        say "$NODES node(s) fully allocated (jobs running), probe job skipped ($((SECONDS - t0)) s)"
         return 0
     fi
     id=$(probe_job "$deadline")
-    say "node $host idle, probe job $id completed ($((SECONDS - t0)) s)"
+    say "$NODES node(s) idle ($(node_names | tr '\n' ' ' | sed 's/ $//')), probe job $id completed ($((SECONDS - t0)) s)"
+}
+
+cmd_kill_node() {
+    local node=$1
+    multi_node || die "kill-node needs a multi-node cluster (start --nodes N with N >= 2)"
+    have_netns "$node" || die "no node '$node'; nodes: $(node_names | tr '\n' ' ')"
+    kill_netns "$node"
+    rm -f "$(pidfile_of "slurmd@$node")"
+    say "killed node $node (its slurmd, job steps and tasks); 'start' brings it back"
 }
 
 # ------------------------------------------------------------------- stop ---
@@ -573,12 +796,21 @@ no_procs() {
 }
 
 cmd_stop() {
-    local name pids leftover=()
+    local name pids leftover=() node
     cancel_jobs
     # Reverse start order; daemons in one call go down together.
-    stop_daemon slurmd slurmctld
+    stop_daemon slurmd $(for node in $(our_netns); do echo "slurmd@$node"; done) slurmctld
     stop_daemon slurmdbd
     stop_daemon mariadbd munged
+    if [[ -n $(our_netns) ]] || ip link show "$BRIDGE" >/dev/null 2>&1; then
+        teardown_network
+        # Its addresses are gone: no client command may try them (they would
+        # be routed off this machine). 'start' writes a config again.
+        if grep -q "^SlurmctldHost=.*($CTL_ADDR)" "$SLURM_CONF" 2>/dev/null; then
+            rm -f "$SLURM_CONF"
+        fi
+        say "removed the nodes' namespaces, $BRIDGE and their /etc/hosts entries"
+    fi
     # Exited daemons are zombies until init reaps them (can take a few
     # seconds in containers); wait so 'pgrep -x' is clean when we return.
     ((${#STOPPED[@]} == 0)) || wait_for 15 no_procs "${STOPPED[@]}" || true
@@ -597,13 +829,13 @@ cmd_stop() {
 
 cmd_status() {
     local name pid rc=0
-    for name in "${DAEMONS[@]}"; do
+    for name in $(daemons); do
         if pid=$(pid_of "$name"); then
-            printf '%-10s running (pid %s)\n' "$name:" "$pid"
+            printf '%-17s running (pid %s)\n' "$name:" "$pid"
         elif [[ $name == munged ]] && munge_works; then
-            printf '%-10s running (not started by %s)\n' "$name:" "$PROG"
+            printf '%-17s running (not started by %s)\n' "$name:" "$PROG"
         else
-            printf '%-10s stopped\n' "$name:"
+            printf '%-17s stopped\n' "$name:"
             rc=1
         fi
     done
@@ -623,14 +855,53 @@ need_root() {
     die "must run as root"
 }
 
+# node_count [N]: N when given (checked), else the running cluster's count, else 1.
+node_count() {
+    local n=${1:-}
+    if [[ -z $n && -r $STATE/nodes ]]; then
+        n=$(tr -dc '0-9' <"$STATE/nodes")
+    fi
+    n=${n:-1}
+    [[ $n =~ ^[1-9][0-9]?$ ]] || { echo "$PROG: error: --nodes must be a whole number from 1 to 99, got '$n'" >&2; exit 2; }
+    echo "$n"
+}
+
 main() {
-    (($# == 1)) || { usage; exit 2; }
-    case $1 in
-        start) need_root "$@"; cmd_start ;;
-        stop) need_root "$@"; cmd_stop ;;
-        status) cmd_status ;;
+    (($# >= 1)) || { usage; exit 2; }
+    local cmd=$1 nodes=""
+    shift
+    case $cmd in
+        start)
+            case "$#:${1:-}" in
+                0:) ;;
+                2:--nodes) nodes=$2 ;;
+                1:--nodes=*) nodes=${1#--nodes=} ;;
+                *) usage; exit 2 ;;
+            esac
+            NODES=$(node_count "$nodes")
+            need_root start "--nodes=$NODES"
+            cmd_start
+            ;;
+        stop)
+            (($# == 0)) || { usage; exit 2; }
+            NODES=$(node_count)
+            need_root stop
+            cmd_stop
+            rm -f "$STATE/nodes"
+            ;;
+        status)
+            (($# == 0)) || { usage; exit 2; }
+            NODES=$(node_count)
+            cmd_status
+            ;;
+        kill-node)
+            (($# == 1)) || { usage; exit 2; }
+            NODES=$(node_count)
+            need_root kill-node "$1"
+            cmd_kill_node "$1"
+            ;;
         -h | --help | help) usage; exit 0 ;;
-        *) echo "$PROG: unknown subcommand '$1'" >&2; usage; exit 2 ;;
+        *) echo "$PROG: unknown subcommand '$cmd'" >&2; usage; exit 2 ;;
     esac
 }
 

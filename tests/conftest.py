@@ -67,3 +67,31 @@ def slurm_cluster() -> SlurmCluster:
     if require:
         pytest.fail(f"GPTFL_REQUIRE_SLURM=1 but {msg}", pytrace=False)
     pytest.skip(msg)
+
+
+@dataclass(frozen=True)
+class MultiNodeCluster:
+    """A Slurm cluster with at least two nodes (`slurm/local-cluster.sh start --nodes 2`)."""
+
+    nodes: tuple[str, ...]
+    script: Path  # local-cluster.sh: `kill-node NODE` crashes a node, `start` brings it back
+
+
+@pytest.fixture(scope="session")
+def multi_node_cluster(slurm_cluster) -> MultiNodeCluster:
+    """Skip unless the reachable cluster has two or more nodes; fail instead with GPTFL_REQUIRE_SLURM=1.
+    Start one with: sudo bash slurm/local-cluster.sh start --nodes 2"""
+    proc = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %t"], capture_output=True, text=True, timeout=30)
+    states = dict(line.split() for line in proc.stdout.splitlines() if line.strip())
+    nodes = tuple(sorted(states))
+    script = LOCAL_CLUSTER_SCRIPT.relative_to(REPO)
+    down = [node for node, state in states.items() if state.rstrip("*~#") not in ("idle", "mix", "alloc")]
+    if len(nodes) >= 2 and down:
+        pytest.fail(f"node(s) {', '.join(down)} not usable ({states}); `sudo bash {script} start` brings them back",
+                    pytrace=False)
+    if len(nodes) >= 2:
+        return MultiNodeCluster(nodes=nodes, script=LOCAL_CLUSTER_SCRIPT)
+    msg = f"the Slurm cluster has {len(nodes)} node(s); start two with `sudo bash {script} start --nodes 2`"
+    if slurm_cluster.require:
+        pytest.fail(f"GPTFL_REQUIRE_SLURM=1 but {msg}", pytrace=False)
+    pytest.skip(msg)

@@ -68,3 +68,30 @@ def test_sbatch_job_completes_and_is_accounted(slurm_cluster, tmp_path):
             break
         time.sleep(0.5)
     assert state == "COMPLETED", f"sacct shows job {job_id} as {state!r} after 30 s"
+
+
+@pytest.mark.multinode
+def test_each_node_is_its_own_host(multi_node_cluster):
+    """One task per node: each sees its node's hostname, resolved to its own address on the bridge."""
+    nodes = len(multi_node_cluster.nodes)
+    proc = run(["srun", "-N", str(nodes), "--ntasks-per-node=1", "-t", "2", "bash", "-c",
+                'echo "$SLURMD_NODENAME $(hostname) $(getent hosts "$(hostname)" | cut -d" " -f1)"'],
+               timeout=120, cwd="/tmp")
+    assert proc.returncode == 0, proc.stderr
+    seen = sorted(tuple(line.split()) for line in proc.stdout.splitlines())
+    assert [(node, host) for node, host, _ in seen] == [(node, node) for node in multi_node_cluster.nodes]
+    addresses = [address for _, _, address in seen]
+    assert len(set(addresses)) == nodes and not any(a.startswith("127.") for a in addresses)
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["start", "--nodes", "zero"], 2, "--nodes must be a whole number from 1 to 99, got 'zero'"),
+        (["start", "--nodez", "2"], 2, "usage:"),
+        (["kill-node", "gptfl-n99"], 1, "no node 'gptfl-n99'"),
+    ],
+)
+def test_bad_arguments_are_refused(multi_node_cluster, args, code, message):
+    proc = run(["bash", str(LOCAL_CLUSTER_SCRIPT), *args])
+    assert proc.returncode == code and message in proc.stderr, proc.stderr

@@ -45,7 +45,7 @@ from gptfl_hpc.fl.sampling import assign_to_ranks, client_seed, init_seed, sampl
 from gptfl_hpc.fl.strategies import ControlVariates, make_server_optimizer
 from gptfl_hpc.models.config import build_from_config
 from gptfl_hpc.models.export import load_model, save_model
-from gptfl_hpc.ranks import rank_device
+from gptfl_hpc.ranks import cpu_threads_per_rank, rank_device
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,7 @@ def set_threads(config: Config) -> None:
     """Each rank gets its share of the cores unless ``federate.threads_per_rank`` says otherwise."""
     threads = config.federate.threads_per_rank
     if threads is None:
-        local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-        threads = max(1, len(os.sched_getaffinity(0)) // local_ranks)
+        threads = cpu_threads_per_rank(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     torch.set_num_threads(threads)
 
 

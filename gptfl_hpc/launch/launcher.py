@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import subprocess
 import time
 import traceback
 from pathlib import Path
@@ -174,7 +175,7 @@ class Launcher:
                 # One sacct call refreshes every registered job; per-job forced checks would cost
                 # one call per array task per poll.
                 pending[0].watcher.update()
-            pending = [job for job in pending if not job.done()]
+            pending = [job for job in pending if not _finished(job)]
             if not pending:
                 break
             if deadline is not None and time.monotonic() > deadline:
@@ -191,6 +192,35 @@ class Launcher:
             except Exception as exc:
                 raise JobFailed(failure_report(job, exc)) from None
         return results
+
+
+def _finished(job: Any) -> bool:
+    """``job.done()``, except for a job that Slurm requeued after its node failed.
+
+    For a moment after a node fails, sacct shows the job as NODE_FAIL while Slurm already has it
+    pending again (``--requeue``); submitit takes NODE_FAIL as final and stops asking. Such a job is
+    not finished: its requeued run resumes from the last checkpoint.
+    """
+    if not job.done():
+        return False
+    if getattr(job, "state", "") != "NODE_FAIL" or not _still_queued(str(job.job_id)):
+        return True
+    log.warning("job %s: its node failed; Slurm requeued it, waiting for the new run", job.job_id)
+    job.watcher.clear()  # forget the cached final state: the next sacct call reads the requeued one
+    return False
+
+
+# squeue states of a job that has not ended (finished jobs are listed only with -t all).
+_QUEUED_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
+                  "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT"}
+
+
+def _still_queued(job_id: str) -> bool:
+    try:
+        proc = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return bool(set(proc.stdout.split()) & _QUEUED_STATES)
 
 
 def failure_report(job: Any, error: BaseException) -> str:

@@ -41,7 +41,7 @@ from gptfl_hpc.pretrain.inputs import TrainingPlan, collate_for, test_dataset, t
 from gptfl_hpc.pretrain.layout import PretrainPaths
 from gptfl_hpc.pretrain.metrics import MetricsLog
 from gptfl_hpc.pretrain.sampler import RankBatchSampler
-from gptfl_hpc.ranks import any_rank_requested, rank_device
+from gptfl_hpc.ranks import any_rank_requested, cpu_threads_per_rank, rank_device
 
 log = logging.getLogger(__name__)
 
@@ -214,9 +214,7 @@ def _share_cores(world_size: int) -> None:
     """On CPU, split this node's cores between its ranks instead of every rank using them all."""
     if torch.cuda.is_available():
         return
-    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
-    cores = len(os.sched_getaffinity(0))
-    torch.set_num_threads(max(1, cores // max(per_node, 1)))
+    torch.set_num_threads(cpu_threads_per_rank(int(os.environ.get("LOCAL_WORLD_SIZE", world_size))))
 
 
 class _LossWindow:
