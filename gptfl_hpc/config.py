@@ -260,20 +260,26 @@ def parse_yaml(text: str):
 
 def load_config(path: Union[str, Path], overrides: Iterable[str] = ()) -> Config:
     """Read a YAML config, apply ``key.sub=value`` overrides, validate; raise ``UserError``."""
+    data = read_yaml_mapping(path, "config file")
+    for override in overrides:
+        apply_override(data, override)
+    return validate_config(data)
+
+
+def read_yaml_mapping(path: Union[str, Path], what: str) -> dict[str, Any]:
+    """The mapping a YAML file holds; one ``UserError`` line when it is missing, malformed or not a mapping."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"config file {path} not found; pass a YAML file such as configs/quickstart.yaml")
+        raise UserError(f"{what} {path} not found; pass a YAML file such as configs/quickstart.yaml")
     try:
         data = parse_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise UserError(f"config file {path} is not valid YAML{where}; fix the syntax") from None
+        raise UserError(f"{what} {path} is not valid YAML{where}; fix the syntax") from None
     if not isinstance(data, dict):
-        raise UserError(f"config file {path} must hold a mapping of keys, not {type(data).__name__}")
-    for override in overrides:
-        apply_override(data, override)
-    return validate_config(data)
+        raise UserError(f"{what} {path} must hold a mapping of keys, not {type(data).__name__}")
+    return data
 
 
 def validate_config(data: dict[str, Any]) -> Config:
@@ -293,13 +299,19 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         value = parse_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw  # not YAML: keep the text as a string
+    set_key(data, key, value, f"override '{override}'")
+
+
+def set_key(data: dict[str, Any], key: str, value: Any, source: str) -> None:
+    """Set the dotted ``key`` in a nested dict, making sections on the way; ``source`` names the
+    setting in the error when a section on the path already holds a plain value."""
     *parents, leaf = key.split(".")
     node = data
     for depth, part in enumerate(parents):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             prefix = ".".join(parents[: depth + 1])
-            raise UserError(f"override '{override}': '{prefix}' is a value, not a section")
+            raise UserError(f"{source}: '{prefix}' is a value, not a section")
         node = child
     node[leaf] = value
 
@@ -340,6 +352,28 @@ def _valid_keys(loc: list[str]) -> list[str]:
             return []
         model = annotation
     return sorted(model.model_fields)
+
+
+#: How the shipped paper configs mark what each user must fill in (data roots, weights).
+PLACEHOLDER_PREFIX = "/path/to/"
+
+
+def placeholder_paths(config: Config) -> list[tuple[str, str]]:
+    """``(key, value)`` of every setting that still holds a ``/path/to/...`` placeholder."""
+    found: list[tuple[str, str]] = []
+
+    def visit(value: Any, key: str) -> None:
+        if isinstance(value, dict):
+            for name, child in value.items():
+                visit(child, f"{key}.{name}" if key else name)
+        elif isinstance(value, list):
+            for index, child in enumerate(value):
+                visit(child, f"{key}[{index}]")
+        elif isinstance(value, str) and value.startswith(PLACEHOLDER_PREFIX):
+            found.append((key, value))
+
+    visit(config.resolved(), "")
+    return found
 
 
 def dump_yaml(config: Config) -> str:

@@ -102,6 +102,21 @@ def atomic_write_json(path: PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
+def atomic_symlink(link: PathLike, target: PathLike) -> None:
+    """Make ``link`` a symbolic link to ``target`` (kept as given: relative targets stay relative),
+    replacing an older link in one rename, so a reader never finds the name missing."""
+    link = Path(link)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.parent / f".{link.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, link)
+    finally:
+        if tmp.is_symlink():
+            tmp.unlink()
+    _fsync_dir(link.parent)
+
+
 def atomic_save(path: PathLike, save: Callable[[Path], None]) -> None:
     """Atomic write for libraries that write to a path themselves (``torch.save``, safetensors)."""
     with atomic_path(path) as tmp:

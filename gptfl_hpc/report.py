@@ -80,8 +80,9 @@ def target_accuracy(config: Config, curves: list[Curve]) -> Optional[float]:
     return round(0.9 * min(bests), 4) if bests else None
 
 
-def make_report(config: Config) -> dict[str, Any]:
-    """Write ``RUN/report/report.md`` and its plots; returns what was written."""
+def make_report(config: Config, smooth: int = 1) -> dict[str, Any]:
+    """Write ``RUN/report/report.md`` and its plots; returns what was written. ``smooth`` > 1 draws
+    gradient diversity as a trailing mean over that many rounds."""
     run = config.run_dir
     curves = [c for name, folder in RUNS if (c := read_curve(name, run / folder / "metrics.jsonl"))]
     if not curves:
@@ -94,7 +95,7 @@ def make_report(config: Config) -> dict[str, Any]:
         _plot_curves(out / "accuracy_per_round.png", curves, "round", "test accuracy per round"),
         _plot_curves(out / "accuracy_per_communication.png", curves, "params",
                      "test accuracy per parameters communicated"),
-        _plot_diversity(out / "gradient_diversity.png", curves),
+        _plot_diversity(out / "gradient_diversity.png", curves, smooth),
     ]
     if target is not None:
         plots.append(_plot_to_target(out / "communication_to_target.png", curves, target))
@@ -109,7 +110,7 @@ def make_report(config: Config) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- table
 
 
-def _synthetic_only(curves: list[Curve], pretrain: list[dict[str, Any]]) -> Optional[float]:
+def synthetic_only(curves: list[Curve], pretrain: list[dict[str, Any]]) -> Optional[float]:
     """The pretrained model on the real test set, before any federated round."""
     gptfl = next((c for c in curves if c.name == "GPT-FL"), None)
     if gptfl is not None and gptfl.rounds and gptfl.rounds[0] == 0:
@@ -135,7 +136,7 @@ def _markdown(config: Config, curves: list[Curve], target: Optional[float], pret
     lines += ["", "| method | final accuracy | final macro-F1 | best accuracy | rounds | parameters communicated |"
               + (f" rounds to {target:.1%} | parameters to {target:.1%} |" if target is not None else ""),
               "|---|---|---|---|---|---|" + ("---|---|" if target is not None else "")]
-    synthetic = _synthetic_only(curves, pretrain)
+    synthetic = synthetic_only(curves, pretrain)
     if synthetic is not None:
         lines.append(f"| synthetic data only (pretrained, no FL) | {synthetic:.4f} | | | 0 | 0 |"
                      + (" | |" if target is not None else ""))
@@ -159,7 +160,13 @@ def _markdown(config: Config, curves: list[Curve], target: Optional[float], pret
 # ----------------------------------------------------------------------------- plots
 
 
-def _figure():
+def smoothed(values: list[float], window: int) -> list[float]:
+    """Trailing mean over the last ``window`` values (fewer at the start); ``window`` 1 is the identity."""
+    windows = (values[max(0, i + 1 - window) : i + 1] for i in range(len(values)))
+    return [sum(part) / len(part) for part in windows]
+
+
+def new_figure():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -169,7 +176,7 @@ def _figure():
     return plt, figure, axes
 
 
-def _save(plt, figure, path: Path) -> Path:
+def save_figure(plt, figure, path: Path) -> Path:
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png")
@@ -178,7 +185,7 @@ def _save(plt, figure, path: Path) -> Path:
 
 
 def _plot_curves(path: Path, curves: list[Curve], x: str, title: str) -> Path:
-    plt, figure, axes = _figure()
+    plt, figure, axes = new_figure()
     for curve in curves:
         axes.plot(curve.rounds if x == "round" else curve.params, curve.accuracy, marker=".", label=curve.name)
     axes.set_xlabel("round" if x == "round" else "parameters communicated (down + up)")
@@ -186,26 +193,26 @@ def _plot_curves(path: Path, curves: list[Curve], x: str, title: str) -> Path:
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend()
-    return _save(plt, figure, path)
+    return save_figure(plt, figure, path)
 
 
-def _plot_diversity(path: Path, curves: list[Curve]) -> Optional[Path]:
+def _plot_diversity(path: Path, curves: list[Curve], smooth: int = 1) -> Optional[Path]:
     if not any(c.diversity for c in curves):
         return None
-    plt, figure, axes = _figure()
+    plt, figure, axes = new_figure()
     for curve in curves:
         if curve.diversity:
-            axes.plot(curve.diversity_rounds, curve.diversity, marker=".", label=curve.name)
-    axes.set_xlabel("round")
+            axes.plot(curve.diversity_rounds, smoothed(curve.diversity, smooth), marker=".", label=curve.name)
+    axes.set_xlabel("round" if smooth == 1 else f"round (trailing mean over {smooth} rounds)")
     axes.set_ylabel("gradient diversity  Σ‖Δi‖² / ‖ΣΔi‖²")
     axes.set_title("gradient diversity of the sampled clients")
     axes.grid(alpha=0.3)
     axes.legend()
-    return _save(plt, figure, path)
+    return save_figure(plt, figure, path)
 
 
 def _plot_to_target(path: Path, curves: list[Curve], target: float) -> Path:
-    plt, figure, axes = _figure()
+    plt, figure, axes = new_figure()
     names, values = [], []
     for curve in curves:
         reached = curve.first_reaching(target)
@@ -214,11 +221,11 @@ def _plot_to_target(path: Path, curves: list[Curve], target: float) -> Path:
     axes.bar(names, values, color=["tab:blue", "tab:orange"][: len(values)])
     axes.set_ylabel("parameters communicated")
     axes.set_title(f"communication to {target:.1%} test accuracy")
-    return _save(plt, figure, path)
+    return save_figure(plt, figure, path)
 
 
 def _plot_pretrain(path: Path, rows: list[dict[str, Any]]) -> Path:
-    plt, figure, axes = _figure()
+    plt, figure, axes = new_figure()
     losses = [(row["step"], row["loss"]) for row in rows if "loss" in row and "step" in row]
     if losses:
         axes.plot(*zip(*losses), label="training loss (synthetic)")
@@ -231,4 +238,4 @@ def _plot_pretrain(path: Path, rows: list[dict[str, Any]]) -> Path:
         right.set_ylabel("test accuracy")
     axes.set_title("pretraining on synthetic data")
     axes.grid(alpha=0.3)
-    return _save(plt, figure, path)
+    return save_figure(plt, figure, path)

@@ -21,12 +21,14 @@ from gptfl_hpc.config import load_config
 from gptfl_hpc.data.flowers import flowers102_label_names
 from gptfl_hpc.data.labels import canonical_label
 from gptfl_hpc.data.speech_commands import SPEECH_COMMANDS_V2_WORDS
+from gptfl_hpc.sweep import load_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 PAPER = CONFIGS / "paper"
 QUICKSTART = CONFIGS / "quickstart.yaml"
-ALL_CONFIGS = sorted(CONFIGS.rglob("*.yaml"))
+GRIDS = sorted((PAPER / "grids").glob("*.yaml"))
+ALL_CONFIGS = sorted(set(CONFIGS.rglob("*.yaml")) - set(GRIDS))
 PAPER_CONFIGS = sorted(PAPER.glob("*.yaml"))
 STAGES = ("prompts", "synth", "pretrain", "federate", "federate-scratch")
 
@@ -201,3 +203,84 @@ def test_cli_dry_run_of_quickstart(tmp_path: Path) -> None:
         assert f"run: {stage}: would submit" in proc.stdout
     assert proc.stdout.count("#!/bin/bash") == len(STAGES)
     assert not run_dir.exists()
+
+
+# --------------------------------------------------------------------------- sweep grids
+
+#: Per grid: points, shared synthesis runs, shared pretrain runs.
+GRID_SIZES = {
+    # 3 datasets x 2 models x 2 alphas x 3 seeds; alpha is federate-only, the model is not read by synthesis
+    "table2.yaml": (36, 9, 18),
+    "tables3-4.yaml": (30, 15, 15),  # 5 datasets x {fedavg, fedadam} x 3 seeds; the algorithm is federate-only
+    "synthetic-volume.yaml": (15, 15, 15),  # 5 volumes x 3 seeds: the volume decides the samples
+    "sampling-rate.yaml": (12, 3, 3),  # 4 rates x 3 seeds; the rate is federate-only
+}
+
+
+def test_paper_grids_cover_the_sweeps() -> None:
+    assert {path.name for path in GRIDS} == set(GRID_SIZES)
+
+
+@pytest.mark.parametrize("path", GRIDS, ids=_id)
+def test_paper_grid_expands_and_shares_upstream_runs(path: Path) -> None:
+    sweep = load_sweep(path)
+    points, synth, pretrain = GRID_SIZES[path.name]
+    shared = (len(sweep.shared_runs("synth")), len(sweep.shared_runs("pretrain")))
+    assert (len(sweep.points), *shared) == (points, synth, pretrain)
+    assert sweep.sweep_dir == REPO / "runs" / "sweeps" / path.stem
+    assert sweep.shared_dir == REPO / "runs" / "sweeps" / "shared"
+    assert [axis.name for axis in sweep.axes][-1] == "seed" and sweep.axes[-1].values == (0, 1, 2)
+    for point in sweep.points:
+        config = point.config
+        assert config.run_dir == sweep.sweep_dir / point.name
+        assert config.federate.rounds == 500 and config.federate.baseline
+        assert tuple(config.synth.guidance) == (1.0, 5.0)
+        assert config.seed == point.values["seed"]
+    if path.name == "tables3-4.yaml":
+        algorithms = {(p.labels["dataset"], p.config.federate.algorithm) for p in sweep.points}
+        assert {"speech-commands", "esc50"} <= {dataset for dataset, algorithm in algorithms if algorithm == "fedadam"}
+        assert all(p.config.federate.server_lr == (0.01 if p.config.federate.algorithm == "fedadam" else 1.0)
+                   for p in sweep.points)
+    if path.name == "synthetic-volume.yaml":
+        assert sorted({p.config.synth.multiplier for p in sweep.points}) == [1, 2, 3, 5, 10]
+
+
+def test_paper_grids_share_runs_across_grids() -> None:
+    # The sampling-rate sweep is Table 2's CIFAR-10 ConvNet Dir(0.1) at other rates: it needs no
+    # synthesis or pretraining of its own once Table 2 has run.
+    table2 = load_sweep(PAPER / "grids" / "table2.yaml")
+    rates = load_sweep(PAPER / "grids" / "sampling-rate.yaml")
+    assert set(rates.shared) <= set(table2.shared)
+    # Tables 3/4's CIFAR-10 points read the same synthetic images as Table 2's (another model).
+    tables34 = load_sweep(PAPER / "grids" / "tables3-4.yaml")
+    cifar10 = {p.synth for p in tables34.points if p.labels["dataset"] == "cifar10"}
+    assert cifar10 <= {p.synth for p in table2.points}
+
+
+@pytest.mark.parametrize("path", GRIDS, ids=_id)
+def test_paper_grid_dry_run_prints_every_job(path: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    sweep_dir = tmp_path / "sweep"
+    code = gptfl(["sweep", str(path), "synth.count=1000", "--sweep-dir", str(sweep_dir),
+                  "--shared-dir", str(tmp_path / "shared"), "--dry-run", "--executor", "slurm"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    points, synth, pretrain = GRID_SIZES[path.name]
+    # prompts + synthesis array per synthesis run, one pretrain job per pretrain run, federate and
+    # its baseline per point.
+    assert out.count("#!/bin/bash") == 2 * synth + pretrain + 2 * points
+    assert out.count("#SBATCH --partition=gpu") == out.count("#!/bin/bash")
+    assert out.count("sweep: point ") == points
+    assert "sweep: nothing submitted" in out
+    assert not tmp_path.joinpath("sweep").exists() and not tmp_path.joinpath("shared").exists()  # writes nothing
+
+
+def test_validate_flags_placeholder_roots(capsys: pytest.CaptureFixture) -> None:
+    assert gptfl(["validate", str(PAPER / "cifar10-convnet-dir0.1.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("gptfl: error: config: ")
+    assert "data.root (/path/to/cifar10)" in err and "synth.model.weights (/path/to/stable-diffusion-2-1)" in err
+    assert gptfl(["validate", str(PAPER / "cifar10-convnet-dir0.1.yaml"), "data.root=/data/cifar10",
+                  "synth.model.weights=/models/sd"]) == 0
+    assert gptfl(["validate", str(PAPER / "grids" / "sampling-rate.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "point clients_per_round=5,seed=0" in err and "data.root" in err

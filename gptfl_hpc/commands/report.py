@@ -1,4 +1,8 @@
-"""``gptfl report RUN``: ``RUN/report/report.md`` and PNG plots, GPT-FL against FL from scratch."""
+"""``gptfl report RUN``: ``RUN/report/report.md`` and PNG plots, GPT-FL against FL from scratch.
+
+``gptfl report SWEEP_DIR`` (a ``gptfl sweep`` directory): the sweep's combined report in
+``SWEEP_DIR/report/``, mean ± std over seeds per setting and method, as Markdown and LaTeX.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,36 @@ import json
 from pathlib import Path
 
 from gptfl_hpc.rundir import load_run
+from gptfl_hpc.sweep import is_sweep_dir
+
+
+def _window(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--smooth takes a number of rounds (1 or more), got {text!r}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("report", help="write RUN/report/report.md with plots")
-    parser.add_argument("run_dir", help="a run directory (the run_dir of a config)")
+    parser = subparsers.add_parser("report", help="write RUN/report/report.md with plots, or a sweep's combined report")
+    parser.add_argument("run_dir", help="a run directory (the run_dir of a config) or a sweep directory")
+    parser.add_argument("--smooth", type=_window, default=1, metavar="ROUNDS",
+                        help="draw gradient diversity as a trailing mean over this many rounds (default 1: raw)")
     parser.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    from gptfl_hpc.report import make_report
+    path = Path(args.run_dir)
+    if is_sweep_dir(path):
+        from gptfl_hpc.sweep_report import make_sweep_report
 
-    written = make_report(load_run(Path(args.run_dir)))
+        written = make_sweep_report(path, smooth=args.smooth)
+    else:
+        from gptfl_hpc.report import make_report
+
+        written = make_report(load_run(path), smooth=args.smooth)
     print(json.dumps(written, indent=2))
     return 0

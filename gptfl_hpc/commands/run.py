@@ -153,6 +153,17 @@ class Pipeline:
                                 tasks_per_node=tasks, array=array), end="")
 
 
+def submit_federations(pipeline: Pipeline, after: list[Any]) -> list[Any]:
+    """GPT-FL after ``after`` (the jobs making its pretrained model), and the from-scratch baseline;
+    returns the jobs the report waits for."""
+    final = list(pipeline.submit(FEDERATE, after=after))
+    if pipeline.config.federate.baseline:
+        # The baseline needs no synthetic data: on Slurm it runs beside the chain; locally after it,
+        # so two trainings never share the same cores.
+        final += pipeline.submit(BASELINE, after=[] if pipeline.slurm else final or after)
+    return final
+
+
 def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     check_run_dir(config)
@@ -162,12 +173,7 @@ def main(args: argparse.Namespace) -> int:
     prompts = pipeline.submit(PROMPTS, after=[])
     synth = pipeline.submit_synth(after=prompts)
     pretrain = pipeline.submit(PRETRAIN, after=synth or prompts)
-    federate = pipeline.submit(FEDERATE, after=pretrain or synth or prompts)
-    final = list(federate)
-    if config.federate.baseline:
-        # The baseline needs no synthetic data: on Slurm it runs beside the chain; locally after it,
-        # so two trainings never share the same cores.
-        final += pipeline.submit(BASELINE, after=[] if pipeline.slurm else final or pretrain or synth or prompts)
+    final = submit_federations(pipeline, after=pretrain or synth or prompts)
     if args.dry_run:
         print("run: nothing submitted")
         return 0

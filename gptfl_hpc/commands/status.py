@@ -2,7 +2,7 @@
 
 Per stage: ``done``, ``partial`` (resumable work on disk) or ``missing``; for synthesis also the
 shards complete / partial / missing / bad. Reads only; the run's own ``config.yaml`` says what was
-planned.
+planned. ``gptfl status SWEEP_DIR`` shows the same for every shared run and point of a sweep.
 """
 
 from __future__ import annotations
@@ -10,15 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from gptfl_hpc.config import Config
-from gptfl_hpc.rundir import load_run
+from gptfl_hpc.rundir import CONFIG_FILE, load_run
+from gptfl_hpc.sweep import is_sweep_dir, read_record, record_run_dirs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("status", help="what each stage of a run has done")
-    parser.add_argument("run_dir", help="a run directory (the run_dir of a config)")
+    parser = subparsers.add_parser("status", help="what each stage of a run (or of a sweep's runs) has done")
+    parser.add_argument("run_dir", help="a run directory (the run_dir of a config) or a sweep directory")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
     parser.set_defaults(func=main)
 
@@ -49,16 +50,18 @@ def file_stage_status(folder: Path, output: str) -> dict[str, Any]:
     return {"state": "missing"}
 
 
-def run_status(config: Config) -> dict[str, Any]:
+def run_status(config: Config, stages: Optional[tuple[str, ...]] = None) -> dict[str, Any]:
+    """Every stage's state, or those of ``stages`` only."""
     run = config.run_dir
-    status = {
-        "prompts": {"state": "done" if (run / "prompts.json").is_file() else "missing"},
-        "synth": synth_status(config),
-        "pretrain": file_stage_status(run / "pretrain", "model.safetensors"),
-        "federate": file_stage_status(run / "federate", "summary.json"),
-        "federate-scratch": file_stage_status(run / "federate-scratch", "summary.json"),
-        "report": file_stage_status(run / "report", "report.md"),
+    checks = {
+        "prompts": lambda: {"state": "done" if (run / "prompts.json").is_file() else "missing"},
+        "synth": lambda: synth_status(config),
+        "pretrain": lambda: file_stage_status(run / "pretrain", "model.safetensors"),
+        "federate": lambda: file_stage_status(run / "federate", "summary.json"),
+        "federate-scratch": lambda: file_stage_status(run / "federate-scratch", "summary.json"),
+        "report": lambda: file_stage_status(run / "report", "report.md"),
     }
+    status = {stage: check() for stage, check in checks.items() if stages is None or stage in stages}
     _add_queued_jobs(run, status)
     return status
 
@@ -77,17 +80,72 @@ def _add_queued_jobs(run: Path, status: dict[str, Any]) -> None:
             status[stage]["jobs"] = " ".join(f"{job}={state}" for job, state in sorted(states.items()))
 
 
+#: The stages each kind of run in a sweep makes itself; the rest it reads from shared runs.
+SWEEP_STAGES = {"synth": ("prompts", "synth"), "pretrain": ("pretrain",),
+                "point": ("federate", "federate-scratch", "report")}
+
+
+def sweep_status(sweep_dir: Path) -> dict[str, Any]:
+    """Per shared run and per point: the state of the stages it makes; then the combined report."""
+    record = read_record(sweep_dir)
+    shared = {}
+    for entry, run_dir in zip(record["shared"], record_run_dirs(sweep_dir, record["shared"])):
+        stages = _stages_of(run_dir, SWEEP_STAGES[entry["level"]])
+        shared[entry["name"]] = {"describe": entry["describe"], "points": len(entry["points"]), "stages": stages}
+    points = {}
+    for entry, run_dir in zip(record["points"], record_run_dirs(sweep_dir, record["points"])):
+        points[entry["name"]] = {"stages": _stages_of(run_dir, SWEEP_STAGES["point"])}
+    report = file_stage_status(Path(sweep_dir) / "report", "report.md")
+    _add_queued_jobs(Path(sweep_dir), {"report": report})
+    return {"sweep": str(Path(sweep_dir).absolute()), "shared": shared, "points": points, "report": report}
+
+
+def _stages_of(run_dir: Path, stages: tuple[str, ...]) -> dict[str, Any]:
+    if not (run_dir / CONFIG_FILE).is_file():  # not claimed yet: the sweep has not been started here
+        return {stage: {"state": "missing"} for stage in stages}
+    config = load_run(run_dir)
+    if not config.federate.baseline:
+        stages = tuple(stage for stage in stages if stage != "federate-scratch")
+    return run_status(config, stages)
+
+
 def main(args: argparse.Namespace) -> int:
-    config = load_run(Path(args.run_dir))
+    path = Path(args.run_dir)
+    if is_sweep_dir(path):
+        return _print_sweep(sweep_status(path), args.json)
+    config = load_run(path)
     status = run_status(config)
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
     print(f"run {config.run_dir}")
     for stage, info in status.items():
-        details = "  ".join(f"{key} {_shown(value)}" for key, value in info.items() if key != "state" and value)
-        print(f"  {stage:<16} {info['state']:<8} {details}".rstrip())
+        print(f"  {stage:<16} {_line(info)}".rstrip())
     return 0
+
+
+def _print_sweep(status: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(status, indent=2))
+        return 0
+    points = status["points"]
+    finished = sum(all(info["state"] == "done" for info in point["stages"].values()) for point in points.values())
+    print(f"sweep {status['sweep']}: {finished}/{len(points)} points done")
+    width = max(len(name) for name in [*status["shared"], *points])
+    for name, run in status["shared"].items():
+        print(f"  {name:<{width}}  shared by {run['points']} point(s) ({run['describe']})")
+        for stage, info in run["stages"].items():
+            print(f"  {'':<{width}}    {stage:<16} {_line(info)}".rstrip())
+    for name, point in points.items():
+        shown = "  ".join(f"{stage} {info['state']}" for stage, info in point["stages"].items())
+        print(f"  {name:<{width}}  {shown}")
+    print(f"  {'report':<{width}}  {_line(status['report'])}".rstrip())
+    return 0
+
+
+def _line(info: dict[str, Any]) -> str:
+    details = "  ".join(f"{key} {_shown(value)}" for key, value in info.items() if key != "state" and value)
+    return f"{info['state']:<8} {details}"
 
 
 def _shown(value: Any) -> str:

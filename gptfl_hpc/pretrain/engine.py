@@ -91,6 +91,11 @@ def create_engine(model: nn.Module, config: dict[str, Any]) -> Any:
 
     # Looked up by name when the communication backend starts; see the module docstring.
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    # DeepSpeed caches its groups per process, and torch's destroy_process_group does not clear
+    # them: a second pretraining in this process (an inline sweep) would meet the destroyed ones.
+    from deepspeed.utils import groups
+
+    groups._release_process_group_references()
     engine, _, _, _ = deepspeed.initialize(
         model=model, model_parameters=model.parameters(), config=config, dist_init_required=False
     )
