@@ -140,14 +140,15 @@ def gptfl_federate(run_dir: Path, *extra: str, wait: bool = True) -> subprocess.
     return subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def federate_job_id(run_dir: Path) -> str:
+def submitted_job_id(run_dir: Path, stage: str) -> str:
+    """The Slurm job (or array) id of ``stage``, from submitit's folder in ``RUN/logs/<stage>``."""
     found: list[str] = []
 
     def submitted() -> bool:
-        found[:] = [p.name.split("_")[0] for p in (run_dir / "logs" / "federate").glob("*_submitted.pkl")]
+        found[:] = [p.name.split("_")[0] for p in (run_dir / "logs" / stage).glob("*_submitted.pkl")]
         return bool(found)
 
-    wait_for(submitted, 120, "the federate job to be submitted")
+    wait_for(submitted, 120, f"the {stage} job to be submitted")
     return found[0]
 
 
@@ -164,8 +165,11 @@ def test_federate_ranks_on_two_nodes_equal_two_local_ranks(tmp_path, multi_node_
     proc = gptfl_federate(run_dir, "launcher.stages.federate.nodes=2")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
-    assert job_nodes(federate_job_id(run_dir)) == set(multi_node_cluster.nodes[:2])
+    assert job_nodes(submitted_job_id(run_dir, "federate")) == set(multi_node_cluster.nodes[:2])
     assert_same_outputs(federate_reference, run_dir / "federate")
+
+
+SYNTH_SIZES = ["synth.count=144", "synth.samples_per_shard=48", "synth.model.steps=12"]
 
 
 @pytest.fixture(scope="module")
@@ -176,9 +180,6 @@ def synth_reference(tmp_path_factory) -> dict[str, str]:
     gptfl("prompts", path, *SYNTH_SIZES)
     gptfl("synth", path, *SYNTH_SIZES)
     return shard_hashes(tmp / "run")
-
-
-SYNTH_SIZES = ["synth.count=144", "synth.samples_per_shard=48", "synth.model.steps=12"]
 
 
 def synth_on_slurm(tmp_path: Path) -> tuple[Path, subprocess.Popen]:
@@ -192,24 +193,13 @@ def synth_on_slurm(tmp_path: Path) -> tuple[Path, subprocess.Popen]:
     return tmp_path / "run", proc
 
 
-def array_job_id(run_dir: Path) -> str:
-    found: list[str] = []
-
-    def submitted() -> bool:
-        found[:] = [p.name.split("_")[0] for p in (run_dir / "logs" / "synth").glob("*_submitted.pkl")]
-        return bool(found)
-
-    wait_for(submitted, 120, "the synthesis array to be submitted")
-    return found[0]
-
-
 def test_synth_array_spreads_over_both_nodes_with_identical_shards(tmp_path, multi_node_cluster, synth_reference):
     reference = synth_reference
     run_dir, proc = synth_on_slurm(tmp_path)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     assert shard_hashes(run_dir) == reference and verify(run_dir) == []
-    nodes = array_nodes(array_job_id(run_dir))
+    nodes = array_nodes(submitted_job_id(run_dir, "synth"))
     assert sorted(nodes) == ["0", "1", "2"]
     assert set().union(*nodes.values()) == set(multi_node_cluster.nodes[:2])
 
@@ -220,7 +210,7 @@ def test_synth_array_spreads_over_both_nodes_with_identical_shards(tmp_path, mul
 def test_synth_task_on_a_failed_node_is_requeued_and_resumes_identically(tmp_path, synth_reference, node_failure):
     reference = synth_reference
     run_dir, proc = synth_on_slurm(tmp_path)
-    array = array_job_id(run_dir)
+    array = submitted_job_id(run_dir, "synth")
     # After task 1 has committed a block of its shard, its node fails.
     wait_for(lambda: list((run_dir / "synth" / ".partial" / "shard-00001").glob("*.npz")), 300,
              "task 1 to commit a block")
