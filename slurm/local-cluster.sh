@@ -144,6 +144,19 @@ slurmd_daemons() {
     fi
 }
 
+# slurmd_logs: the log of every slurmd of this cluster (for error reports).
+slurmd_logs() {
+    local d
+    for d in $(slurmd_daemons); do logfile_of "$d"; done
+}
+
+# netns_slurmds: the slurmd daemon names of the node namespaces that exist now
+# (also those of an earlier, larger cluster).
+netns_slurmds() {
+    local node
+    for node in $(our_netns); do echo "slurmd@$node"; done
+}
+
 # Start order; stop runs in reverse.
 daemons() { echo munged mariadbd slurmdbd slurmctld $(slurmd_daemons); }
 
@@ -602,22 +615,25 @@ setup_network() {
     write_hosts
 }
 
-# write_hosts: the node names (and the controller's address) in /etc/hosts, in
-# one marked block that 'stop' removes again.
+# write_hosts: the node names in /etc/hosts, in one marked block that 'stop'
+# removes again.
 write_hosts() {
-    local block node tmp
-    block="$HOSTS_BEGIN"$'\n'
-    for node in $(node_names); do block+="$(node_addr "$node") $node"$'\n'; done
-    block+="$HOSTS_END"
+    local node lines=""
+    for node in $(node_names); do lines+="$(node_addr "$node") $node"$'\n'; done
+    set_hosts_block "$lines"
+}
+
+# set_hosts_block [LINES]: /etc/hosts without our block, then LINES (if any)
+# between the markers; written only when that changes the file.
+set_hosts_block() {
+    local lines=${1:-} tmp
     tmp=$(mktemp)
-    remove_hosts_block <"$HOSTS_FILE" >"$tmp"
-    printf '%s\n' "$block" >>"$tmp"
+    sed "/^$HOSTS_BEGIN\$/,/^$HOSTS_END\$/d" "$HOSTS_FILE" >"$tmp"
+    [[ -z $lines ]] || printf '%s\n%s%s\n' "$HOSTS_BEGIN" "$lines" "$HOSTS_END" >>"$tmp"
     # Rewrite in place: /etc/hosts may be a bind mount that cannot be replaced.
     cmp -s "$tmp" "$HOSTS_FILE" || cat "$tmp" >"$HOSTS_FILE"
     rm -f "$tmp"
 }
-
-remove_hosts_block() { sed "/^$HOSTS_BEGIN\$/,/^$HOSTS_END\$/d"; }
 
 # remove_nodes_beyond K: stop and delete namespaced nodes numbered above K.
 remove_nodes_beyond() {
@@ -647,15 +663,9 @@ kill_netns() {
 }
 
 teardown_network() {
-    local node tmp
     remove_nodes_beyond 0
     ip link del "$BRIDGE" 2>/dev/null || true
-    if grep -qx "$HOSTS_BEGIN" "$HOSTS_FILE" 2>/dev/null; then
-        tmp=$(mktemp)
-        remove_hosts_block <"$HOSTS_FILE" >"$tmp"
-        cat "$tmp" >"$HOSTS_FILE"
-        rm -f "$tmp"
-    fi
+    set_hosts_block
 }
 
 # ------------------------------------------------------------------ nodes ---
@@ -700,13 +710,13 @@ probe_job() {
                 ;;
             FAILED* | CANCELLED* | TIMEOUT* | NODE_FAIL* | OUT_OF_ME* | BOOT_FAIL*)
                 scancel "$id" 2>/dev/null || true   # a NODE_FAIL probe gets requeued
-                die "probe job $id ended $st" $(for d in $(slurmd_daemons); do logfile_of "$d"; done) "$(logfile_of slurmctld)"
+                die "probe job $id ended $st" $(slurmd_logs) "$(logfile_of slurmctld)"
                 ;;
         esac
         ((SECONDS < deadline)) || scancel "$id" 2>/dev/null || true
         ((SECONDS < deadline)) ||
             die "probe job $id not COMPLETED in sacct within ${START_TIMEOUT}s (state '${st:-none}', squeue: $(squeue -h -j "$id" -o %T 2>/dev/null || true))" \
-                "$(logfile_of slurmctld)" $(for d in $(slurmd_daemons); do logfile_of "$d"; done) "$(logfile_of slurmdbd)"
+                "$(logfile_of slurmctld)" $(slurmd_logs) "$(logfile_of slurmdbd)"
         sleep 0.5
     done
 }
@@ -722,7 +732,7 @@ cmd_start() {
         stop_daemon slurmd   # a one-node cluster's slurmd, from an earlier start
         setup_network
     else
-        stop_daemon $(for node in $(our_netns); do echo "slurmd@$node"; done)
+        stop_daemon $(netns_slurmds)
         teardown_network
     fi
     write_configs
@@ -739,7 +749,7 @@ cmd_start() {
     until nodes_idle; do
         ((SECONDS < deadline)) ||
             die "nodes not idle within ${START_TIMEOUT}s: $(node_states | tr '\n' ' ')" \
-                $(for d in $(slurmd_daemons); do logfile_of "$d"; done) "$(logfile_of slurmctld)"
+                $(slurmd_logs) "$(logfile_of slurmctld)"
         sleep 0.3
     done
     if all_allocated; then
@@ -796,10 +806,10 @@ no_procs() {
 }
 
 cmd_stop() {
-    local name pids leftover=() node
+    local name pids leftover=()
     cancel_jobs
     # Reverse start order; daemons in one call go down together.
-    stop_daemon slurmd $(for node in $(our_netns); do echo "slurmd@$node"; done) slurmctld
+    stop_daemon slurmd $(netns_slurmds) slurmctld
     stop_daemon slurmdbd
     stop_daemon mariadbd munged
     if [[ -n $(our_netns) ]] || ip link show "$BRIDGE" >/dev/null 2>&1; then
