@@ -23,7 +23,8 @@ from gptfl_hpc.fl.config import FederateConfig
 from gptfl_hpc.models.config import ModelConfig
 from gptfl_hpc.pretrain.config import PretrainConfig
 from gptfl_hpc.prompts.config import PromptsConfig
-from gptfl_hpc.schema import Section, is_added_at_default, is_operational
+from gptfl_hpc.layout import RunLayout
+from gptfl_hpc.schema import Section, is_added_at_default, is_operational, is_output_choice
 from gptfl_hpc.synth.config import SynthConfig
 
 
@@ -51,6 +52,17 @@ def slurm_time_to_minutes(value: Union[int, str]) -> int:
     if minutes < 1:
         raise ValueError("must be at least one minute")
     return minutes
+
+
+def closest_name(name: str, valid: Iterable[str]) -> Optional[str]:
+    """The valid name ``name`` most likely means: a close spelling (``seeed`` -> ``seed``), else one
+    that starts with it or that it starts with (``gpus`` -> ``gpus_per_node``); None when none fits."""
+    valid = list(valid)
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    prefixed = [key for key in valid if key.startswith(name) or name.startswith(key)]
+    return max(prefixed, key=lambda key: difflib.SequenceMatcher(None, name, key).ratio(), default=None)
 
 
 #: The jobs of a run, as ``gptfl run`` names them (log folders, job names, ``launcher.stages`` keys).
@@ -113,20 +125,23 @@ class LauncherConfig(Section):
     def _check_stages(self) -> "LauncherConfig":
         for stage, changes in self.stages.items():
             if stage not in STAGE_NAMES:
-                hint = difflib.get_close_matches(stage, STAGE_NAMES, n=1)
-                fix = f"did you mean '{hint[0]}'?" if hint else f"stages are {', '.join(STAGE_NAMES)}"
+                hint = closest_name(stage, STAGE_NAMES)
+                fix = f"did you mean '{hint}'?" if hint else f"stages are {', '.join(STAGE_NAMES)}"
                 raise ValueError(f"launcher.stages.{stage} is not a stage; {fix}")
             try:
-                SlurmConfig.model_validate({**self.slurm.model_dump(), **changes})
+                slurm = SlurmConfig.model_validate({**self.slurm.model_dump(), **changes})
             except ValidationError as exc:
                 first = exc.errors()[0]
                 key = ".".join(str(part) for part in first["loc"])
                 if first["type"] == "extra_forbidden":
-                    hint = difflib.get_close_matches(key, list(SlurmConfig.model_fields), n=1)
-                    problem = f"is not a Slurm setting; did you mean '{hint[0]}'?" if hint else "is not a Slurm setting"
+                    hint = closest_name(key, SlurmConfig.model_fields)
+                    problem = f"is not a Slurm setting; did you mean '{hint}'?" if hint else "is not a Slurm setting"
                 else:
                     problem = first["msg"].removeprefix("Value error, ")
                 raise ValueError(f"launcher.stages.{stage}.{key}: {problem}") from None
+            coerced = coerced_boolean(changes, slurm)
+            if coerced:
+                raise ValueError(f"launcher.stages.{stage}.{coerced[0]}: {coerced[1]}")
         return self
 
     def for_stage(self, stage: str) -> "LauncherConfig":
@@ -201,6 +216,14 @@ class Config(Section):
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     federate: FederateConfig = Field(default_factory=FederateConfig)
 
+    @field_validator("run_dir", mode="before")
+    @classmethod
+    def _run_dir_given(cls, value: Any) -> Any:
+        # An empty path is the current directory: the run would be written wherever gptfl started.
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise ValueError("run_dir is empty; set it to the run's folder, e.g. run_dir=runs/my-run")
+        return value
+
     def resolved(self) -> dict[str, Any]:
         """Plain JSON-able dict of every value, defaults included."""
         return self.model_dump(mode="json")
@@ -208,7 +231,16 @@ class Config(Section):
     def science(self) -> dict[str, Any]:
         """The part that decides results: everything but where it runs, where it is written and
         operational settings such as checkpoint cadence."""
-        return _without_operational(self, self.model_dump(mode="json", exclude={"launcher", "run_dir"}))
+        return _without_operational(self.as_run_identity(), self.as_run_identity().model_dump(
+            mode="json", exclude={"launcher", "run_dir"}))
+
+    def as_run_identity(self) -> "Config":
+        """This config with every output choice at its default: what a run directory records."""
+        return _with_default_choices(self)
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_dir)
 
     @property
     def hash(self) -> str:
@@ -226,6 +258,17 @@ def _without_operational(section: BaseModel, values: dict[str, Any]) -> dict[str
     return kept
 
 
+def _with_default_choices(section: BaseModel) -> Any:
+    update: dict[str, Any] = {}
+    for name, field in type(section).model_fields.items():
+        value = getattr(section, name)
+        if is_output_choice(type(section), name):
+            update[name] = field.default
+        elif isinstance(value, BaseModel):
+            update[name] = _with_default_choices(value)
+    return section.model_copy(update=update)
+
+
 def _sha256_json(value: Any) -> str:
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -234,8 +277,31 @@ def _sha256_json(value: Any) -> str:
 # --------------------------------------------------------------------------- loading
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping that gives one key twice: YAML would silently keep the last value."""
+
+    def __init__(self, key: Any, first: yaml.Mark, again: yaml.Mark):
+        super().__init__(problem=f"key '{key}' is given twice", problem_mark=again)
+        self.key, self.first_line, self.line = key, first.line + 1, again.line + 1
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader minus YAML 1.1's base-60 numbers, so ``time: 1:30:00`` stays a string."""
+    """SafeLoader minus YAML 1.1's base-60 numbers, so ``time: 1:30:00`` stays a string, and
+    refusing a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` keys may be overridden below it
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:  # an unhashable key: the base loader reports it
+                continue
+            if first is not key_node.start_mark:
+                raise DuplicateKeyError(key, first, key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -273,6 +339,10 @@ def read_yaml_mapping(path: Union[str, Path], what: str) -> dict[str, Any]:
         raise UserError(f"{what} {path} not found; pass a YAML file such as configs/quickstart.yaml")
     try:
         data = parse_yaml(path.read_text()) or {}
+    except DuplicateKeyError as exc:
+        raise UserError(
+            f"{what} {path} gives key '{exc.key}' twice (lines {exc.first_line} and {exc.line}); keep one"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -287,7 +357,38 @@ def validate_config(data: dict[str, Any]) -> Config:
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise UserError(describe_error(exc.errors()[0], data)) from None
+    coerced = coerced_boolean(data, config)
+    if coerced:
+        raise UserError(f"config: key '{coerced[0]}': {coerced[1]}")
     return config.model_copy(update={"run_dir": config.run_dir.absolute()})
+
+
+def coerced_boolean(given: dict[str, Any], section: BaseModel) -> Optional[tuple[str, str]]:
+    """``(key, problem)`` for the first YAML true/false that validation took as a number (pydantic
+    reads ``seed: true`` as 1), else None; ``given`` is what ``section`` was validated from."""
+    for name, raw in given.items():
+        if name in type(section).model_fields:
+            found = _coerced(raw, getattr(section, name), name)
+            if found:
+                return found
+    return None
+
+
+def _coerced(raw: Any, value: Any, key: str) -> Optional[tuple[str, str]]:
+    if isinstance(raw, bool):
+        if isinstance(value, bool):
+            return None
+        return key, f"{str(raw).lower()} is a boolean, not a number; write a number such as {int(raw)}"
+    if isinstance(raw, dict) and isinstance(value, BaseModel):
+        found = coerced_boolean(raw, value)
+        return (f"{key}.{found[0]}", found[1]) if found else None
+    if isinstance(raw, dict) and isinstance(value, dict):
+        pairs = [(raw[name], value[name], f"{key}.{name}") for name in raw if name in value]
+    elif isinstance(raw, (list, tuple)) and isinstance(value, (list, tuple)) and len(raw) == len(value):
+        pairs = [(item, validated, f"{key}[{index}]") for index, (item, validated) in enumerate(zip(raw, value))]
+    else:
+        return None
+    return next(filter(None, (_coerced(*pair) for pair in pairs)), None)
 
 
 def apply_override(data: dict[str, Any], override: str) -> None:
@@ -297,6 +398,8 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         raise UserError(f"override '{override}' is not key=value; write it like synth.batch_size=8")
     try:
         value = parse_yaml(raw) if raw.strip() else ""
+    except DuplicateKeyError as exc:
+        raise UserError(f"override '{override}' gives key '{exc.key}' twice; keep one") from None
     except yaml.YAMLError:
         value = raw  # not YAML: keep the text as a string
     set_key(data, key, value, f"override '{override}'")

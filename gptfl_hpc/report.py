@@ -21,8 +21,8 @@ from gptfl_hpc.config import Config
 from gptfl_hpc.durable import atomic_path, atomic_write_text
 from gptfl_hpc.errors import UserError
 
-REPORT_DIR = "report"
-RUNS = (("GPT-FL", "federate"), ("FL from scratch", "federate-scratch"))
+#: (method, federate.init): the two federations a report compares.
+RUNS = (("GPT-FL", "pretrain"), ("FL from scratch", "scratch"))
 
 
 @dataclass
@@ -83,14 +83,14 @@ def target_accuracy(config: Config, curves: list[Curve]) -> Optional[float]:
 def make_report(config: Config, smooth: int = 1) -> dict[str, Any]:
     """Write ``RUN/report/report.md`` and its plots; returns what was written. ``smooth`` > 1 draws
     gradient diversity as a trailing mean over that many rounds."""
-    run = config.run_dir
-    curves = [c for name, folder in RUNS if (c := read_curve(name, run / folder / "metrics.jsonl"))]
+    run, layout = config.run_dir, config.layout
+    curves = [c for name, init in RUNS if (c := read_curve(name, layout.federation(init) / "metrics.jsonl"))]
     if not curves:
         raise UserError(f"{run} has no federate metrics yet; run `gptfl run` or `gptfl federate` first")
-    out = run / REPORT_DIR
+    out = layout.report
     out.mkdir(parents=True, exist_ok=True)
     target = target_accuracy(config, curves)
-    pretrain = read_jsonl(run / "pretrain" / "metrics.jsonl")
+    pretrain = read_jsonl(layout.pretrain_metrics)
     plots = [
         _plot_curves(out / "accuracy_per_round.png", curves, "round", "test accuracy per round"),
         _plot_curves(out / "accuracy_per_communication.png", curves, "params",
@@ -103,8 +103,8 @@ def make_report(config: Config, smooth: int = 1) -> dict[str, Any]:
         plots.append(_plot_pretrain(out / "pretrain.png", pretrain))
     plots = [p for p in plots if p is not None]
     text = _markdown(config, curves, target, pretrain, plots)
-    atomic_write_text(out / "report.md", text)
-    return {"report": str(out / "report.md"), "plots": [str(p) for p in plots], "target_accuracy": target}
+    atomic_write_text(layout.report_file, text)
+    return {"report": str(layout.report_file), "plots": [str(p) for p in plots], "target_accuracy": target}
 
 
 # ----------------------------------------------------------------------------- table
@@ -120,7 +120,7 @@ def synthetic_only(curves: list[Curve], pretrain: list[dict[str, Any]]) -> Optio
 
 
 def _markdown(config: Config, curves: list[Curve], target: Optional[float], pretrain, plots: list[Path]) -> str:
-    manifest_path = config.run_dir / "synth" / "manifest.json"
+    manifest_path = config.layout.synth_manifest
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     lines = [
         f"# GPT-FL report: {config.run_dir.name}",

@@ -1,7 +1,9 @@
 """The run directory's identity: the resolved config and its hash, saved when a stage starts.
 
 A run directory belongs to one config. Running any stage again with the identical config resumes
-it; running with a different one is refused, so results of two configs never mix.
+it; running with a different one is refused, so results of two configs never mix. Output choices
+(``federate.init``) are recorded at their default: GPT-FL and FL from scratch share one run.
+Where each file lives is :class:`gptfl_hpc.layout.RunLayout`.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from typing import Any, Optional
 from gptfl_hpc.config import Config, dump_yaml, load_config, parse_yaml, validate_config
 from gptfl_hpc.durable import atomic_write_text
 from gptfl_hpc.errors import UserError
+from gptfl_hpc.layout import RunLayout
 
-CONFIG_FILE = "config.yaml"
-HASH_FILE = "config.sha256"
+CONFIG_FILE = RunLayout(Path()).config_file.name
+HASH_FILE = RunLayout(Path()).hash_file.name
 
 
 def check_run_dir(config: Config) -> None:
@@ -34,33 +37,33 @@ def check_run_dir(config: Config) -> None:
 def prepare_run_dir(config: Config) -> Path:
     """Check the run_dir, then record the config in it (first stage to start writes it)."""
     check_run_dir(config)
-    run_dir = config.run_dir
-    if saved_hash(run_dir) is None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / CONFIG_FILE, dump_yaml(config))
+    layout = config.layout
+    if saved_hash(layout.root) is None:
+        layout.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(layout.config_file, dump_yaml(config.as_run_identity()))
         # The hash goes last: its presence means the config beside it is complete.
-        atomic_write_text(run_dir / HASH_FILE, config.hash + "\n")
-    return run_dir
+        atomic_write_text(layout.hash_file, config.hash + "\n")
+    return layout.root
 
 
 def load_run(run_dir: Path) -> Config:
     """The config a run directory was made with, its ``run_dir`` pointing where the folder is now."""
     run_dir = Path(run_dir)
-    path = run_dir / CONFIG_FILE
+    path = RunLayout(run_dir).config_file
     if not path.is_file():
         raise UserError(f"{run_dir} is not a run directory (no {CONFIG_FILE}); pass the run_dir of a config")
     return load_config(path).model_copy(update={"run_dir": run_dir.absolute()})
 
 
 def saved_hash(run_dir: Path) -> Optional[str]:
-    path = Path(run_dir) / HASH_FILE
+    path = RunLayout(run_dir).hash_file
     return path.read_text().strip() if path.is_file() else None
 
 
 def _saved_science(run_dir: Path) -> dict[str, Any]:
     """The saved config's science part, read back through the schema (so defaults and operational
     keys are treated exactly as for the config it is compared with)."""
-    saved = parse_yaml((Path(run_dir) / CONFIG_FILE).read_text()) or {}
+    saved = parse_yaml(RunLayout(run_dir).config_file.read_text()) or {}
     try:
         return validate_config(saved).science()
     except UserError:  # written by another version of the schema: compare the raw values

@@ -17,6 +17,13 @@ def operational(default: Any, **kwargs: Any) -> Any:
     return Field(default, json_schema_extra={"operational": True}, **kwargs)
 
 
+def output_choice(default: Any, **kwargs: Any) -> Any:
+    """A field that picks which output a command writes, never what any output holds (``federate.init``:
+    GPT-FL into ``RUN/federate`` or from scratch into ``RUN/federate-scratch``): the run's identity
+    always records its default, so both outputs belong to one run directory."""
+    return Field(default, json_schema_extra={"output_choice": True}, **kwargs)
+
+
 def added(default: Any, **kwargs: Any) -> Any:
     """A field added after runs were started: left out of the run's identity while it holds its
     default, so that a run started before the field existed keeps its hash and still resumes."""
@@ -30,6 +37,10 @@ def is_added_at_default(model: BaseModel, name: str) -> bool:
 
 def is_operational(model: type[BaseModel], name: str) -> bool:
     return _marked(model, name, "operational")
+
+
+def is_output_choice(model: type[BaseModel], name: str) -> bool:
+    return _marked(model, name, "output_choice")
 
 
 def _marked(model: type[BaseModel], name: str, flag: str) -> bool:

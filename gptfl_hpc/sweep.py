@@ -38,6 +38,7 @@ import yaml
 from gptfl_hpc.config import Config, apply_override, parse_yaml, read_yaml_mapping, set_key, validate_config
 from gptfl_hpc.durable import atomic_symlink, atomic_write_json
 from gptfl_hpc.errors import UserError
+from gptfl_hpc.pretrain.config import UNREAD_BY_PRETRAIN
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ DEFAULT_SWEEPS = Path("runs") / "sweeps"
 
 #: Read only by the federations (federate, federate-scratch): points that differ only in these
 #: share their synthesis and their pretrained model.
-FEDERATE_ONLY = ("federate", "data.partition")
+FEDERATE_ONLY = UNREAD_BY_PRETRAIN
 #: Read by pretraining but never by prompts or synthesis: points that differ only in these and the
 #: federate-only keys share their prompts and synthetic shards.
 PRETRAIN_ONLY = ("model", "pretrain")
@@ -436,6 +437,7 @@ def _link_pretrain_outputs(run_dir: Path, pretrain_run_dir: Path) -> None:
     own, shared = PretrainPaths(run_dir), PretrainPaths(pretrain_run_dir)
     _link(own.model, shared.model)
     _link(own.metrics, shared.metrics)
+    _link(own.done, shared.done)  # so the point's own status and `gptfl run` see the model as done
 
 
 def _link(link: Path, target: Path) -> None:

@@ -25,7 +25,6 @@ from gptfl_hpc.config import Config
 from gptfl_hpc.durable import atomic_write_json, atomic_write_text
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.report import (
-    REPORT_DIR,
     RUNS,
     Curve,
     new_figure,
@@ -46,7 +45,8 @@ from gptfl_hpc.report_tables import (
     rows_json,
     synthetic_row,
 )
-from gptfl_hpc.rundir import CONFIG_FILE, load_run
+from gptfl_hpc.layout import RunLayout
+from gptfl_hpc.rundir import load_run
 from gptfl_hpc.sweep import read_record, record_run_dirs, short_axis_names
 
 log = logging.getLogger(__name__)
@@ -77,12 +77,13 @@ class PointResult:
 
 def read_point(sweep_dir: Path, entry: dict[str, Any]) -> PointResult:
     run_dir = record_run_dirs(sweep_dir, [entry])[0]
-    config = load_run(run_dir) if (run_dir / CONFIG_FILE).is_file() else None
-    curves = {method: curve for method, folder in RUNS
-              if (curve := read_curve(method, run_dir / folder / "metrics.jsonl"))}
+    layout = RunLayout(run_dir)
+    config = load_run(run_dir) if layout.config_file.is_file() else None
+    curves = {method: curve for method, init in RUNS
+              if (curve := read_curve(method, layout.federation(init) / "metrics.jsonl"))}
     synthetic = None
     if "GPT-FL" in curves and config is not None and config.federate.init == "pretrain":
-        synthetic = synthetic_only([curves["GPT-FL"]], read_jsonl(run_dir / "pretrain" / "metrics.jsonl"))
+        synthetic = synthetic_only([curves["GPT-FL"]], read_jsonl(layout.pretrain_metrics))
     return PointResult(entry["name"], run_dir, entry["labels"], entry["values"], config, curves, synthetic)
 
 
@@ -102,7 +103,7 @@ def make_sweep_report(sweep_dir: Path, smooth: int = 1) -> dict[str, Any]:
     with_f1 = any(r.config is not None and r.config.synth.model.modality != "image" for r in finished)
     headers = short_axis_names(axes)
 
-    out = sweep_dir / REPORT_DIR
+    out = RunLayout(sweep_dir).report
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "table.tex", latex_table(rows, headers, with_f1))
     atomic_write_json(out / "table.json", {"rows": rows_json(rows), "axes": axes})
@@ -117,8 +118,8 @@ def make_sweep_report(sweep_dir: Path, smooth: int = 1) -> dict[str, Any]:
     ]
     plots = [plot for plot in plots if plot is not None]
     text = _markdown(record, sweep_dir, results, rows, headers, with_f1, plots, smooth)
-    atomic_write_text(out / "report.md", text)
-    return {"report": str(out / "report.md"), "latex": str(out / "table.tex"), "table": str(out / "table.json"),
+    atomic_write_text(RunLayout(sweep_dir).report_file, text)
+    return {"report": str(RunLayout(sweep_dir).report_file), "latex": str(out / "table.tex"), "table": str(out / "table.json"),
             "plots": [str(plot) for plot in plots], "points": len(results), "points_with_results": len(finished)}
 
 
@@ -172,8 +173,8 @@ def _markdown(record, sweep_dir: Path, results, rows, headers, with_f1: bool, pl
     ]
     for result in results:
         finals = [f"{100 * result.curves[m].final:.2f}" if m in result.curves else "" for m, _ in RUNS]
-        point_report = result.run_dir / REPORT_DIR / "report.md"
-        link = f"[report]({os.path.relpath(point_report, sweep_dir / REPORT_DIR)})" if point_report.is_file() else ""
+        point_report = RunLayout(result.run_dir).report_file
+        link = f"[report]({os.path.relpath(point_report, RunLayout(sweep_dir).report)})" if point_report.is_file() else ""
         lines.append(f"| {result.name} | " + " | ".join(finals) + f" | {link} |")
     lines.append("")
     if smooth > 1:

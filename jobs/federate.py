@@ -6,21 +6,21 @@
 One job of ``federate.ranks`` tasks (spread over ``launcher.slurm.nodes``) runs GPT-FL from the
 pretrain stage's model into ``RUN/federate``; with ``--baseline`` a second job runs the same
 federation from scratch into ``RUN/federate-scratch``. Prints the job ids; with ``--wait`` also the
-summaries. Bad input fails here, before anything is submitted.
+summaries. Bad input fails here, before anything is submitted. The same stage descriptions as
+``gptfl federate`` (``gptfl_hpc.stages``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from gptfl_hpc.commands.stage import job_shape
+from gptfl_hpc.commands.stage import stage_of, submit_stage
 from gptfl_hpc.config import load_config
 from gptfl_hpc.errors import UserError
-from gptfl_hpc.fl import stage
-from gptfl_hpc.launch import JobFailed, Launcher
+from gptfl_hpc.launch import JobFailed
 from gptfl_hpc.rundir import check_run_dir
+from gptfl_hpc.stages import BASELINE
 
 
 def main(argv: list[str]) -> int:
@@ -33,25 +33,16 @@ def main(argv: list[str]) -> int:
     try:
         config = load_config(args.config, args.overrides)
         check_run_dir(config)
-        slurm = config.launcher.executor == "slurm"
-        stage.preflight(config, check_local_devices=not slurm)
-        nodes, tasks = job_shape(config, "federate", "federate.ranks")
+        stages = [stage_of(config, "federate")]
+        if args.baseline and BASELINE not in stages:
+            stages.append(BASELINE)
+        return submit_stage(config, stages, wait=args.wait, prefix="federate")
     except UserError as exc:
         print(f"federate: error: {exc}", file=sys.stderr)
         return 2
-    launcher = Launcher(config.launcher, config.run_dir / "logs")
-    stages = [("federate", stage.run)] + ([("federate-scratch", stage.run_baseline)] if args.baseline else [])
-    jobs = [launcher.submit(fn, config, name=name, nodes=nodes, tasks_per_node=tasks) for name, fn in stages]
-    print("submitted " + ", ".join(f"{name} {config.launcher.executor} job {job.job_id}" for (name, _), job in zip(stages, jobs)))
-    if not args.wait:
-        return 0
-    try:
-        for summary in launcher.wait(jobs):
-            print(json.dumps(summary, sort_keys=True))
     except JobFailed as exc:
         print(f"federate: job failed: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

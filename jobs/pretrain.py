@@ -11,14 +11,14 @@ summary. Equivalent to ``gptfl pretrain CONFIG``; kept for users who drive submi
 
 from __future__ import annotations
 
-import json
 import sys
 
-from gptfl_hpc.commands.pretrain import submit
+from gptfl_hpc.commands.stage import submit_stage
 from gptfl_hpc.config import load_config
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.launch import JobFailed
 from gptfl_hpc.rundir import check_run_dir
+from gptfl_hpc.stages import PRETRAIN
 
 
 def main(argv: list[str]) -> int:
@@ -30,20 +30,13 @@ def main(argv: list[str]) -> int:
     try:
         config = load_config(args[0], args[1:])
         check_run_dir(config)
-        launcher, job = submit(config)
+        return submit_stage(config, [PRETRAIN], wait=wait)
     except UserError as exc:
         print(f"pretrain: error: {exc}", file=sys.stderr)
         return 2
-    print(f"submitted pretrain {config.launcher.executor} job {job.job_id}")
-    if not wait:
-        return 0
-    try:
-        (summary,) = launcher.wait([job])
     except JobFailed as exc:
         print(f"pretrain: job failed: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(summary, sort_keys=True))
-    return 0
 
 
 if __name__ == "__main__":

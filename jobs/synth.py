@@ -3,7 +3,7 @@
 
     python jobs/synth.py CONFIG [key=value ...] [--wait]
 
-Prepares the run (plan, prompts check, weights check), submits the array with the config's
+Checks the run (plan, prompts, weights; the prompts are made first on a fresh run), submits the array with the config's
 executor and Slurm parameters, prints the array's job ids, and with ``--wait`` the summary.
 Equivalent to ``gptfl synth CONFIG``; kept as a script for users who drive submitit directly.
 """
@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import sys
 
-from gptfl_hpc.commands.synth import submit
+from gptfl_hpc.commands.stage import submit_stage
+from gptfl_hpc.commands.synth import explain, summarize
 from gptfl_hpc.config import load_config
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.launch import JobFailed
 from gptfl_hpc.rundir import check_run_dir
+from gptfl_hpc.stages import SYNTH
 
 
 def main(argv: list[str]) -> int:
@@ -28,7 +30,7 @@ def main(argv: list[str]) -> int:
     try:
         config = load_config(args[0], args[1:])
         check_run_dir(config)
-        return submit(config, wait=wait)
+        return submit_stage(config, [SYNTH], wait=wait, explain=explain, summarize=summarize)
     except UserError as exc:
         print(f"synth: error: {exc}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 
 import numpy as np
@@ -15,10 +16,15 @@ from fixtures_data import (
     write_speech_commands,
 )
 
+from gptfl_hpc.commands.partition import partition_report
 from gptfl_hpc.data.cifar import load_cifar10, load_cifar100
+from gptfl_hpc.data.config import DataConfig
 from gptfl_hpc.data.esc50 import ESC50
+from gptfl_hpc.data.factory import make_partition, open_dataset
 from gptfl_hpc.data.flowers import Flowers102, flowers102_label_names
+from gptfl_hpc.data.labels import match_labels
 from gptfl_hpc.data.speech_commands import SPEECH_COMMANDS_V2_WORDS, SpeechCommands, speaker_of
+from gptfl_hpc.data.waveforms import read_wav
 from gptfl_hpc.errors import UserError
 
 
@@ -65,6 +71,27 @@ def test_cifar100_uses_fine_labels_with_readable_names(tmp_path):
     assert len(train.labels) == 100 and train.labels[99] == "aquarium fish"
     assert train.targets[0] == 99
     assert_interface(train)
+
+
+def test_cifar10_label_subset_keeps_only_those_classes(tmp_path, caplog):
+    root = write_cifar10(tmp_path, per_batch=4)  # train targets 8 6 5 2 0 1 4 8 9 7 8 7 8 1 6 4 3 7 2 0
+    config = DataConfig(dataset="cifar10", root=root)
+    source = open_dataset(config, "train")
+    with caplog.at_level(logging.INFO, logger="gptfl_hpc.data.labels"):
+        train = match_labels(source, ["ship", "airplane", "cat"])
+    assert list(train.indices) == [0, 4, 7, 10, 12, 16, 19]
+    assert list(train.targets) == [0, 1, 0, 0, 0, 2, 1]
+    assert all(np.array_equal(train[i][0], source[j][0]) for i, j in enumerate(train.indices))
+    assert_interface(train)
+    assert caplog.messages == [
+        f"the CIFAR-10 train split at {root}: kept 7 samples of 3 labels, dropped 13 samples of 7 other labels"
+    ]
+    test = match_labels(open_dataset(config, "test"), ["ship", "airplane", "cat"])  # test targets 1 7 8 3
+    assert list(test.targets) == [0, 2] and test.selection.dropped == 2
+    with pytest.raises(UserError) as exc_info:
+        match_labels(source, ["ship", "airplane", "kitten"])
+    assert_one_line_naming(exc_info, f"the CIFAR-10 train split at {root} has no label 'kitten'", "labels.names")
+    assert "ArrayDataset" not in str(exc_info.value)
 
 
 def test_cifar_wrong_root_is_one_line_naming_the_path(tmp_path):
@@ -141,6 +168,72 @@ def test_speech_commands_splits_and_speakers(tmp_path):
     assert SpeechCommands(root, "val").files == [files[3]]
     assert SpeechCommands(root, "test").files == [files[4]]
     assert speaker_of("right/bb05582b_nohash_3.wav") == "bb05582b"
+
+
+KEYWORDS = "yes no up down left right on off stop go".split()
+
+
+def keyword_spotting_root(tmp_path):
+    """A Speech Commands root with words inside and outside the 10 keywords in every split."""
+    train = [
+        "yes/aaaa0001_nohash_0.wav",
+        "yes/bbbb0002_nohash_0.wav",
+        "no/aaaa0001_nohash_0.wav",
+        "bed/cccc0003_nohash_0.wav",
+        "bird/aaaa0001_nohash_1.wav",
+        "go/dddd0004_nohash_0.wav",
+        "stop/bbbb0002_nohash_1.wav",
+        "zero/eeee0005_nohash_0.wav",
+    ]
+    validation = ["up/ffff0006_nohash_0.wav", "wow/ffff0006_nohash_1.wav"]
+    testing = ["down/gggg0007_nohash_0.wav", "marvin/gggg0007_nohash_1.wav", "left/hhhh0008_nohash_0.wav"]
+    return write_speech_commands(tmp_path, train + validation + testing, validation=validation, testing=testing)
+
+
+def test_speech_commands_ten_keywords_drop_the_other_words(tmp_path, caplog):
+    root = keyword_spotting_root(tmp_path)
+    config = DataConfig(dataset="speech_commands", root=root, partition={"kind": "speaker", "num_clients": None})
+    with caplog.at_level(logging.INFO, logger="gptfl_hpc.data.labels"):
+        train = match_labels(open_dataset(config, "train"), KEYWORDS)
+    # Folders in sorted order: bed, bird (dropped), go, no, stop, yes, yes, zero (dropped).
+    kept_files = ["go/dddd0004_nohash_0.wav", "no/aaaa0001_nohash_0.wav", "stop/bbbb0002_nohash_1.wav",
+                  "yes/aaaa0001_nohash_0.wav", "yes/bbbb0002_nohash_0.wav"]
+    assert len(train) == 5 and train.labels == KEYWORDS
+    assert list(train.targets) == [9, 1, 8, 0, 0]
+    assert list(train.speakers) == ["dddd0004", "aaaa0001", "bbbb0002", "aaaa0001", "bbbb0002"]
+    assert [train.dataset.files[j] for j in train.indices] == kept_files
+    for i, relative in enumerate(kept_files):
+        x, y = train[i]
+        assert np.array_equal(x, read_wav(root / relative)) and KEYWORDS[y] == relative.split("/")[0]
+    assert caplog.messages == [
+        f"the Speech Commands train split at {root}: kept 5 samples of 10 labels, dropped 3 samples of 25 other labels"
+    ]
+    # The speaker partition runs on the kept samples: one client per remaining speaker.
+    partition = make_partition(config, train)
+    assert [list(client) for client in partition.clients] == [[1, 3], [2, 4], [0]]
+    assert [sorted(set(train.speakers[client])) for client in partition.clients] == [
+        ["aaaa0001"], ["bbbb0002"], ["dddd0004"]
+    ]
+    val = match_labels(open_dataset(config, "val"), KEYWORDS)
+    assert list(val.targets) == [2] and list(val.speakers) == ["ffff0006"] and val.selection.dropped == 1
+    test = match_labels(open_dataset(config, "test"), KEYWORDS)
+    assert list(test.targets) == [3, 4] and list(test.speakers) == ["gggg0007", "hhhh0008"]
+    assert (test.selection.kept, test.selection.dropped) == (2, 1)
+
+
+def test_speech_commands_keyword_partition_report_counts_only_the_keywords(tmp_path):
+    config = DataConfig(dataset="speech_commands", root=keyword_spotting_root(tmp_path),
+                        partition={"kind": "speaker", "num_clients": None})
+    text = partition_report(config, KEYWORDS)
+    assert "speaker partition: 5 samples, 3 clients, 10 classes" in text
+
+
+def test_speech_commands_run_word_missing_is_one_line(tmp_path):
+    root = keyword_spotting_root(tmp_path)
+    train = open_dataset(DataConfig(dataset="speech_commands", root=root), "train")
+    with pytest.raises(UserError) as exc_info:
+        match_labels(train, [w if w != "go" else "hello" for w in KEYWORDS])
+    assert_one_line_naming(exc_info, f"the Speech Commands train split at {root} has no label 'hello'", "labels.names")
 
 
 def test_speech_commands_errors(tmp_path):

@@ -144,7 +144,8 @@ def run_killed_then_resumed(run_dir: Path, overrides: list[str], kill_after_roun
     """Start the CLI, SIGKILL its process group once round ``kill_after_round`` is checkpointed, rerun."""
     command = [*GPTFL, "federate", str(QUICKSTART), f"run_dir={run_dir}", *SMALL, *overrides, "--executor", "inline"]
     process = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    checkpoints = run_dir / "federate" / "checkpoints"
+    out = run_dir / ("federate-scratch" if "federate.init=scratch" in overrides else "federate")
+    checkpoints = out / "checkpoints"
     deadline = time.monotonic() + 120
     while True:
         latest = read_latest(checkpoints)
@@ -155,7 +156,7 @@ def run_killed_then_resumed(run_dir: Path, overrides: list[str], kill_after_roun
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    assert not (run_dir / "federate" / "summary.json").exists(), "the run finished before it was killed"
+    assert not (out / "summary.json").exists(), "the run finished before it was killed"
     subprocess.run(command, cwd=REPO, check=True, capture_output=True, timeout=300)
 
 
@@ -183,8 +184,8 @@ def test_sigkilled_vectorized_federation_resumes_bit_identically(tmp_path):
     stage.run(config(reference, *overrides))
     killed = tmp_path / "killed"
     run_killed_then_resumed(killed, overrides, kill_after_round=2)
-    assert_same_outputs(reference / "federate", killed / "federate")
-    assert len(metrics(killed / "federate")) == 6
+    assert_same_outputs(reference / "federate-scratch", killed / "federate-scratch")
+    assert len(metrics(killed / "federate-scratch")) == 6
 
 
 @pytest.mark.slow
@@ -195,12 +196,12 @@ def test_sigkilled_two_rank_scaffold_resumes_bit_identically(tmp_path):
     stage.run(config(reference, *overrides))
     one_rank = tmp_path / "one-rank"
     stage.run(config(one_rank, *overrides, "federate.ranks=1"))
-    assert max_relative_difference(model_tensors(reference / "federate"), model_tensors(one_rank / "federate")) <= 1e-6
+    assert max_relative_difference(model_tensors(reference / "federate-scratch"), model_tensors(one_rank / "federate-scratch")) <= 1e-6
     killed = tmp_path / "killed"
     run_killed_then_resumed(killed, overrides, kill_after_round=2)
-    assert_same_outputs(reference / "federate", killed / "federate")
-    control = load_checkpoint(read_latest(killed / "federate" / "checkpoints"))["control"]
-    sampled = {c for r in metrics(killed / "federate")[1:] for c in r["clients"]}
+    assert_same_outputs(reference / "federate-scratch", killed / "federate-scratch")
+    control = load_checkpoint(read_latest(killed / "federate-scratch" / "checkpoints"))["control"]
+    sampled = {c for r in metrics(killed / "federate-scratch")[1:] for c in r["clients"]}
     nonzero = {c for c in range(control["clients"].shape[0]) if control["clients"][c].abs().sum() > 0}
     assert nonzero == sampled
 

@@ -12,10 +12,11 @@ import torch
 from torch import nn
 
 from gptfl_hpc.fl.aggregate import RoundAggregator
+from gptfl_hpc.fl.algorithms import ControlVariates
 from gptfl_hpc.fl.client import FlatModel, LocalTrainer
 from gptfl_hpc.fl.clientdata import Samples
 from gptfl_hpc.fl.config import ClientConfig
-from gptfl_hpc.fl.strategies import ControlVariates, FedAdagrad, FedAdam, FedAvgM, FedYogi, ServerOptimizer
+from gptfl_hpc.fl.strategies import FedAdagrad, FedAdam, FedAvgM, FedYogi, ServerOptimizer
 
 SIZES = [20, 50, 30]
 ROUNDS = 3

@@ -113,8 +113,8 @@ def test_vectorized_rounds_equal_sequential_rounds(algorithm):
         if "train_loss" in ours:
             assert ours["train_loss"] == pytest.approx(theirs["train_loss"], rel=TOLERANCE)
     if algorithm == "scaffold":
-        assert float((vectorized.control.clients - sequential.control.clients).abs().max()) <= 1e-3  # c_i = dy / (K lr)
-        assert float((vectorized.control.c - sequential.control.c).abs().max()) <= 1e-3
+        assert float((vectorized.algorithm.control.clients - sequential.algorithm.control.clients).abs().max()) <= 1e-3  # c_i = dy / (K lr)
+        assert float((vectorized.algorithm.control.c - sequential.algorithm.control.c).abs().max()) <= 1e-3
 
 
 def test_vectorized_runs_repeat_bit_identically():

@@ -10,6 +10,7 @@ import jobfns
 import pytest
 
 from gptfl_hpc.commands import stage as stage_command
+from gptfl_hpc.commands import pipeline
 from gptfl_hpc.config import LauncherConfig
 from gptfl_hpc.launch import JobFailed, Launcher
 
@@ -90,12 +91,12 @@ def test_preemption_outside_slurm_asks_to_rerun(tmp_path):
 
 @pytest.mark.parametrize("executor", ["inline", "local"])
 def test_stage_command_runs_a_stage_function(tmp_path, quickstart_config, monkeypatch, capsys, executor):
-    monkeypatch.setattr(stage_command, "resolve_target", lambda target: jobfns.stage_echo)
+    monkeypatch.setattr(pipeline, "resolve_target", lambda target: jobfns.stage_echo)
     import argparse
 
     parser = argparse.ArgumentParser()
-    stage_command.add_stage_command(parser.add_subparsers(), "echo", "jobfns:stage_echo", help="test stage")
-    args = parser.parse_args(["echo", str(quickstart_config), f"run_dir={tmp_path}/run", "seed=4", "--executor", executor])
+    stage_command.add_stage_command(parser.add_subparsers(), "prompts")
+    args = parser.parse_args(["prompts", str(quickstart_config), f"run_dir={tmp_path}/run", "seed=4", "--executor", executor])
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert '"seed": 4' in out and '"labels": 10' in out
@@ -106,9 +107,9 @@ def test_stage_dry_run_prints_sbatch_and_writes_nothing(tmp_path, quickstart_con
     import argparse
 
     parser = argparse.ArgumentParser()
-    stage_command.add_stage_command(parser.add_subparsers(), "echo", "jobfns:stage_echo", help="test stage")
+    stage_command.add_stage_command(parser.add_subparsers(), "prompts")
     args = parser.parse_args(
-        ["echo", str(quickstart_config), f"run_dir={tmp_path}/run", "launcher.slurm.partition=gpu",
+        ["prompts", str(quickstart_config), f"run_dir={tmp_path}/run", "launcher.slurm.partition=gpu",
          "launcher.slurm.extra={constraint: a100}", "--executor", "slurm", "--dry-run"]
     )
     assert args.func(args) == 0

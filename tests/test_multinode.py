@@ -24,7 +24,8 @@ from test_synth_stage import gptfl, shard_hashes
 from test_synth_stage import write_config as write_synth_config
 from waiting import wait_for
 
-from gptfl_hpc.commands.pretrain import submit
+from gptfl_hpc.commands.stage import submit_one
+from gptfl_hpc.stages import PRETRAIN
 from gptfl_hpc.config import load_config
 from gptfl_hpc.durable import read_latest
 from gptfl_hpc.fl import stage as federate_stage
@@ -116,8 +117,8 @@ def pretrain_config(root: Path, executor: str = "slurm", **stages):
 def test_pretrain_on_two_nodes_equals_two_tasks_on_one_node(tmp_path, multi_node_cluster):
     spread = pretrain_config(tmp_path / "spread", nodes=2)  # 2 ranks as 2 nodes x 1 task
     packed = pretrain_config(tmp_path / "packed", nodes=1)  # 2 ranks as 1 node x 2 tasks
-    spread_launcher, spread_job = submit(spread)
-    packed_launcher, packed_job = submit(packed)
+    spread_launcher, spread_job = submit_one(spread, PRETRAIN)
+    packed_launcher, packed_job = submit_one(packed, PRETRAIN)
     spread_summary = spread_launcher.wait([spread_job], timeout_s=480)[0]
     packed_summary = packed_launcher.wait([packed_job], timeout_s=480)[0]
 
@@ -234,7 +235,7 @@ def test_pretrain_job_on_a_failed_node_resumes_from_its_checkpoint(tmp_path, nod
     # often, the launcher sees that state and must keep waiting rather than report a failure.
     config = config.model_copy(update={"launcher": config.launcher.model_copy(update={"poll_interval_s": 0.1})})
     paths = PretrainPaths(config.run_dir)
-    launcher, job = submit(config)
+    launcher, job = submit_one(config, PRETRAIN)
     wait_for(lambda: read_latest(paths.checkpoints) is not None, 300, "the first checkpoint")
     node = running_node(str(job.job_id))
     node_failure(node)

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from gptfl_hpc.data.config import DataConfig
 from gptfl_hpc.data.partition import (
     Partition,
     dirichlet_partition,

@@ -1,4 +1,5 @@
-"""`gptfl pretrain` killed with SIGKILL at a random step and run again ends with the same bytes."""
+"""A pretrain run stopped at any step -- SIGKILL, preemption, a trainer left after step k -- and run
+again ends with the uninterrupted run's bytes; identical runs write identical metrics."""
 
 from __future__ import annotations
 
@@ -14,9 +15,14 @@ from pathlib import Path
 import pytest
 from fixtures_shards import pretrain_settings, write_config, write_digit_shards
 
+from gptfl_hpc import preemption, ranks
+from gptfl_hpc.config import load_config
 from gptfl_hpc.pretrain.checkpoints import step_of
 from gptfl_hpc.pretrain.layout import PretrainPaths
 from gptfl_hpc.pretrain.metrics import read_metrics
+from gptfl_hpc.pretrain.stage import preflight, record_inputs, run
+from gptfl_hpc.pretrain.trainer import Trainer
+from gptfl_hpc.rundir import prepare_run_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = 640  # 10 optimizer steps per epoch at 2 ranks x 32
@@ -25,11 +31,12 @@ TOTAL_STEPS = 10 * EPOCHS
 CHECKPOINT_EVERY = 5
 
 
-def make_run(root: Path) -> Path:
+def make_run(root: Path, samples: int = SAMPLES, **overrides) -> Path:
     """A run directory with its own copy of the shards, and its config (executor inline)."""
     run_dir = root / "run"
-    write_digit_shards(run_dir / "synth", limit=SAMPLES)
-    settings = pretrain_settings(epochs=EPOCHS, checkpoint_every=CHECKPOINT_EVERY, log_every=1)
+    write_digit_shards(run_dir / "synth", limit=samples)
+    defaults = {"epochs": EPOCHS, "checkpoint_every": CHECKPOINT_EVERY, "log_every": 1}
+    settings = pretrain_settings(**{**defaults, **overrides})
     return write_config(root / "config.yaml", run_dir, settings)
 
 
@@ -82,3 +89,80 @@ def test_sigkill_at_a_random_step_then_rerun_is_byte_identical(tmp_path):
     assert summary["resumes"] == 1
     steps = [r["step"] for r in read_metrics(paths.metrics) if r["kind"] == "train"]
     assert steps == list(range(1, TOTAL_STEPS + 1))  # the resumed run dropped the records it redid
+    assert [r["step"] for r in read_metrics(paths.timing)] == steps
+
+
+# --------------------------------------------------------------------------- one rank, in this process
+
+SMALL_SAMPLES = 320  # 10 optimizer steps per epoch at 1 rank x 32
+SMALL_EPOCHS = 2
+
+
+def make_small_run(root: Path):
+    return load_config(make_run(root, samples=SMALL_SAMPLES, ranks=1, epochs=SMALL_EPOCHS))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> PretrainPaths:
+    config = make_small_run(tmp_path_factory.mktemp("uninterrupted"))
+    run(config)
+    return PretrainPaths(config.run_dir)
+
+
+def assert_same_outputs(paths: PretrainPaths, reference: PretrainPaths) -> None:
+    assert paths.model.read_bytes() == reference.model.read_bytes()
+    assert paths.metrics.read_bytes() == reference.metrics.read_bytes()
+    timed = [r["step"] for r in read_metrics(paths.timing)]
+    assert timed == [r["step"] for r in read_metrics(reference.timing)] == list(range(1, 10 * SMALL_EPOCHS + 1))
+
+
+def test_identical_runs_write_identical_metrics_and_keep_wall_clock_apart(uninterrupted, tmp_path):
+    config = make_small_run(tmp_path)
+    run(config)
+    paths = PretrainPaths(config.run_dir)
+    assert_same_outputs(paths, uninterrupted)
+    assert not any("samples_per_s" in record for record in read_metrics(paths.metrics))
+    timing = read_metrics(paths.timing)
+    assert all(record["samples_per_s"] > 0 and record["wall_s"] > 0 for record in timing)
+
+
+def train_first_steps(rank: int, world_size: int, config, plan, steps: int) -> None:
+    """The trainer's pieces for ``steps`` steps, then a checkpoint, and no export."""
+    trainer = Trainer(rank, world_size, config, plan)
+    trainer.resume()
+    for _ in range(steps):
+        epoch_done = trainer.step()
+        trainer.log_train()
+        if epoch_done:
+            trainer.evaluate()
+    trainer.checkpoint()
+
+
+@pytest.mark.parametrize("k", [7, 10])  # inside the first epoch, and at its end
+def test_trainer_stopped_after_step_k_resumes_to_the_uninterrupted_bytes(uninterrupted, tmp_path, k):
+    config = make_small_run(tmp_path)
+    paths = PretrainPaths(config.run_dir)
+    plan = preflight(config)
+    prepare_run_dir(config)
+    record_inputs(paths, plan)
+    ranks.run_on_ranks(train_first_steps, 1, (config, plan, k))
+    assert step_of((paths.checkpoints / "latest").read_text().strip()) == k and not paths.model.exists()
+
+    summary = run(config)
+    assert summary["resumes"] == 1
+    assert_same_outputs(paths, uninterrupted)
+
+
+def test_preempted_run_resumes_to_the_uninterrupted_bytes(uninterrupted, tmp_path):
+    config = make_small_run(tmp_path)
+    paths = PretrainPaths(config.run_dir)
+    preemption.request()
+    try:
+        with pytest.raises(preemption.Preempted, match="after step 1"):
+            run(config)
+    finally:
+        preemption.clear()
+    assert step_of((paths.checkpoints / "latest").read_text().strip()) == 1 and not paths.done.exists()
+
+    assert run(config)["resumes"] == 1
+    assert_same_outputs(paths, uninterrupted)

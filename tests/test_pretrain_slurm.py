@@ -16,7 +16,8 @@ import pytest
 from fixtures_shards import pretrain_settings, write_config, write_digit_shards
 from waiting import wait_for
 
-from gptfl_hpc.commands.pretrain import submit
+from gptfl_hpc.commands.stage import submit_one
+from gptfl_hpc.stages import PRETRAIN
 from gptfl_hpc.config import load_config
 from gptfl_hpc.durable import read_latest
 from gptfl_hpc.pretrain.layout import PretrainPaths
@@ -46,7 +47,7 @@ def restarts(job_id: str) -> int:
 def test_two_task_job_preempted_once_resumes_to_the_same_model(tmp_path):
     config = load_config(make_config(tmp_path / "slurm", "slurm"))
     paths = PretrainPaths(config.run_dir)
-    launcher, job = submit(config)
+    launcher, job = submit_one(config, PRETRAIN)
     wait_for(lambda: read_latest(paths.checkpoints) is not None, 240, "the first checkpoint")
     subprocess.run(["scancel", "--signal=USR2", str(job.job_id)], check=True)
     summary = launcher.wait([job], timeout_s=480)[0]

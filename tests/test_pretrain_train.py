@@ -80,7 +80,7 @@ def test_checkpoints_are_pruned_and_pointed_at(trained):
 def test_rerun_of_a_complete_stage_returns_at_once(trained):
     config, summary = trained
     paths = PretrainPaths(config.run_dir)
-    outputs = [paths.model, paths.done, paths.metrics, paths.checkpoints / "latest"]
+    outputs = [paths.model, paths.done, paths.metrics, paths.timing, paths.checkpoints / "latest"]
     before = [path.stat().st_mtime_ns for path in outputs]
     assert run(config) == summary == json.loads(paths.done.read_text())
     assert [path.stat().st_mtime_ns for path in outputs] == before  # nothing trained, nothing rewritten

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
+from gptfl_hpc import secure_sum
 from gptfl_hpc.errors import UserError
-from gptfl_hpc.prompts import iblt, secure_sum
+from gptfl_hpc.prompts import iblt
 from gptfl_hpc.prompts.iblt import IbltDecodeError
 
 P = secure_sum.MODP_2048_P

@@ -174,10 +174,23 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, overrides, message):
     assert not (tmp_path / "run" / "synth").exists()
 
 
-def test_synth_without_prompts_says_what_to_run(tmp_path):
+def test_synth_on_a_fresh_run_makes_the_prompts_first(tmp_path, reference):
     path = write_config(tmp_path, "run")
-    proc = gptfl("synth", path, check=False)
-    assert proc.returncode == 2 and "gptfl prompts" in proc.stderr
+    proc = gptfl("synth", path)
+    assert "synth: prompts: inline job" in proc.stdout and "synth: synth: inline job" in proc.stdout
+    assert (tmp_path / "run" / "prompts.json").is_file()
+    assert shard_hashes(tmp_path / "run") == reference  # the same bytes as after `gptfl prompts`
+    again = gptfl("synth", path)
+    assert "prompts already done, skipped" in again.stdout and "synth already done, skipped" in again.stdout
+
+
+def test_a_count_that_is_not_whole_classes_is_said_in_one_line(tmp_path):
+    path = write_config(tmp_path, "run")
+    proc = gptfl("synth", path, "synth.count=37", "--dry-run")
+    note = "synth.count 37 makes 36 samples: whole classes of 12 x 3 labels"
+    assert f"synth: {note}" in proc.stdout and proc.stderr.count(note) == 1
+    assert "36 samples = 12 per class x 3 labels" in proc.stdout
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slurm

@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from gptfl_hpc import secure_sum
 from gptfl_hpc.durable import atomic_path, atomic_write_bytes, atomic_write_json
 from gptfl_hpc.errors import UserError
-from gptfl_hpc.prompts import iblt, secure_sum
+from gptfl_hpc.prompts import iblt
 
 PRIVATE_KEY_FORMAT = "gptfl-dh-private-key/1"
 PUBLIC_KEY_FORMAT = "gptfl-dh-public-key/1"

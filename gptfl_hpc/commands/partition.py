@@ -43,6 +43,8 @@ def partition_report(data_config: Any, run_labels: list[str], png: Any = None, o
     text = f"dataset {data_config.dataset} (train split)\n" + describe_partition(
         partition, dataset.targets, dataset.labels
     )
+    if dataset.selection is not None:  # a label subset: say what was left out
+        text = dataset.selection.describe() + "\n" + text
     if out:
         save_partition(out, partition)
         text += f"\npartition saved to {out}"

@@ -1,109 +1,111 @@
 """The one pattern every stage command follows.
 
 ``gptfl STAGE CONFIG [overrides] [--executor inline|local|slurm|debug] [--dry-run] [--wait]``:
-validate, refuse a run_dir made by another config, then run ``stage_fn(config)`` as one job.
-Local executors wait for the result; Slurm returns after submitting unless ``--wait`` is given.
+refuse a run_dir made by another config, check the stage and the stages it runs first (the prompts
+before synthesis on a fresh run), then submit it as one job (one array for synthesis) shaped by its
+description in ``gptfl_hpc.stages``. A stage already done for this config says so and submits
+nothing. Local executors wait for the result; Slurm returns after submitting unless ``--wait``.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import importlib
 import json
-from typing import Any, Callable, Optional
+import os
+from typing import Any, Callable, Optional, Sequence
 
 from gptfl_hpc.commands.common import add_job_parser, config_from_args
+from gptfl_hpc.commands.pipeline import Pipeline
 from gptfl_hpc.config import Config
-from gptfl_hpc.errors import UserError
-from gptfl_hpc.launch import Launcher
-from gptfl_hpc.launch.executors import sbatch_script
 from gptfl_hpc.rundir import check_run_dir
+from gptfl_hpc.stages import BY_NAME, Stage, federation
 
-StageFn = Callable[[Config], Any]
-
-
-def resolve_target(target: str) -> StageFn:
-    """``"package.module:function"`` -> the function."""
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-ConfigHook = Callable[[Config], Any]
+#: ``explain(config, checked)``: the lines a dry run adds about the stage, from what its check returned.
+Explain = Callable[[Config, Any], list[str]]
+#: ``summarize(config, results)``: what the command prints once the stage's jobs finished.
+Summarize = Callable[[Config, list], Any]
 
 
 def add_stage_command(
     subparsers: argparse._SubParsersAction,
     name: str,
-    target: str,
-    help: str,
+    description: Optional[str] = None,
     *,
-    ranks: Optional[str] = None,
-    check: Optional[ConfigHook] = None,
-) -> None:
-    """``gptfl NAME``; ``ranks`` (a key such as ``federate.ranks``) gives a multi-rank stage one Slurm
-    task per rank, ``check``
-    validates the stage's inputs before anything is submitted."""
-    parser = add_job_parser(subparsers, name, help)
-    parser.set_defaults(func=functools.partial(run_stage, name=name, target=target, ranks=ranks, check=check))
+    explain: Optional[Explain] = None,
+    summarize: Optional[Summarize] = None,
+) -> argparse.ArgumentParser:
+    """``gptfl NAME`` for the stage of that name."""
+    parser = add_job_parser(subparsers, name, BY_NAME[name].help, description)
+    parser.set_defaults(func=functools.partial(run_stage, name=name, explain=explain, summarize=summarize))
+    return parser
 
 
-def rank_count(config: Config, ranks_key: Optional[str]) -> int:
-    """The value of a dotted ``*.ranks`` key such as ``federate.ranks``; 1 for single-rank stages."""
-    if ranks_key is None:
-        return 1
-    value: Any = config
-    for part in ranks_key.split("."):
-        value = getattr(value, part)
-    return int(value)
+def stage_of(config: Config, name: str) -> Stage:
+    """The stage a command runs: ``gptfl federate`` runs FL from scratch with ``federate.init=scratch``."""
+    return federation(config) if name == "federate" else BY_NAME[name]
 
 
-def job_shape(config: Config, stage: str, ranks_key: Optional[str]) -> tuple[Optional[int], Optional[int]]:
-    """``(nodes, tasks_per_node)``: on Slurm one task per rank (one task on one node for a single
-    rank); locally ``(None, None)``: one task that spawns the ranks itself."""
-    if config.launcher.executor != "slurm":
-        return None, None
-    ranks = rank_count(config, ranks_key)
-    if ranks == 1:
-        return 1, 1
-    nodes = config.launcher.for_stage(stage).slurm.nodes
-    if ranks % nodes:
-        raise UserError(
-            f"{ranks_key} {ranks} does not split evenly over launcher.slurm.nodes {nodes}; "
-            f"make {ranks_key} a multiple of the node count"
-        )
-    return nodes, ranks // nodes
-
-
-def run_stage(
-    args: argparse.Namespace,
-    *,
-    name: str,
-    target: str,
-    ranks: Optional[str] = None,
-    check: Optional[ConfigHook] = None,
-) -> int:
+def run_stage(args: argparse.Namespace, *, name: str, explain: Optional[Explain] = None,
+              summarize: Optional[Summarize] = None) -> int:
     config = config_from_args(args)
     check_run_dir(config)
-    if check is not None:
-        check(config)
-    nodes, tasks = job_shape(config, name, ranks)
-    log_dir = config.run_dir / "logs"
+    return submit_stage(config, [stage_of(config, name)], dry_run=args.dry_run, wait=args.wait, explain=explain,
+                        summarize=summarize, prefix=name)
+
+
+def submit_stage(
+    config: Config,
+    requested: Sequence[Stage],
+    *,
+    dry_run: bool = False,
+    wait: bool = False,
+    explain: Optional[Explain] = None,
+    summarize: Optional[Summarize] = None,
+    prefix: Optional[str] = None,
+) -> int:
+    """Run ``requested`` (and their prerequisites) as jobs; prints what happened, returns the exit code."""
+    main = requested[-1]
+    pipeline = Pipeline(config, dry_run, prefix=prefix or main.name)
     executor = config.launcher.executor
-    if args.dry_run:
-        shown = f" on {rank_count(config, ranks)} ranks" if ranks else ""
-        print(f"{name}: would run {target}{shown} with executor '{executor}', config hash {config.hash}")
-        print(f"{name}: run_dir {config.run_dir}, logs under {log_dir / name}")
-        if executor == "slurm":
-            print(sbatch_script(config.launcher.for_stage(name), log_dir / name, job_name=f"gptfl-{name}", nodes=nodes,
-                                tasks_per_node=tasks), end="")
+    if dry_run:
+        pipeline.say(f"run_dir {config.run_dir}, executor '{executor}', config hash {config.hash}")
+    first = [BY_NAME[name] for stage in requested for name in stage.prerequisites]
+    names = [stage.name for stage in requested]
+    jobs = pipeline.submit_stages(first + list(requested), requested=names)
+    if explain is not None and main.name in pipeline.checked:
+        for line in explain(config, pipeline.checked[main.name]):
+            pipeline.say(line)
+    if dry_run:
+        pipeline.say("nothing submitted")
         return 0
-    launcher = Launcher(config.launcher, log_dir)
-    job = launcher.submit(resolve_target(target), config, name=name, nodes=nodes, tasks_per_node=tasks)
-    print(f"{name}: {executor} job {job.job_id}, logs under {log_dir / name}")
-    if executor == "slurm" and not args.wait:
+    if not jobs:
+        for stage in requested:
+            pipeline.say(f"{stage.name} already complete for this config: {stage.output(config.layout)}")
         return 0
-    result = launcher.wait([job])[0]
-    if result is not None:
-        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+    if executor == "slurm" and not wait:
+        pipeline.say(f"follow it with `gptfl status {config.run_dir}`")
+        return 0
+    results_of = dict(zip(map(id, jobs), pipeline.launcher.wait(jobs)))
+    for stage in requested:
+        stage_jobs = pipeline.submitted.get(stage.name, [])
+        if not stage_jobs or not _is_rank_zero():
+            continue
+        results = [results_of[id(job)] for job in stage_jobs]
+        shown = summarize(config, results) if summarize is not None and stage is main else results[0]
+        if shown is not None:
+            print(json.dumps(shown, indent=2, sort_keys=True, default=str))
     return 0
+
+
+def _is_rank_zero() -> bool:
+    """Under ``srun`` every task runs the command; only the first prints the summary."""
+    return os.environ.get("SLURM_PROCID", "0") == "0"
+
+
+def submit_one(config: Config, stage: Stage) -> tuple[Any, Any]:
+    """Check ``stage``, then submit it as one job: ``(launcher, job)`` for callers that wait themselves."""
+    pipeline = Pipeline(config, prefix=stage.name)
+    pipeline.check([stage])
+    (job,) = pipeline.submit(stage, after=[])
+    return pipeline.launcher, job

@@ -1,7 +1,8 @@
 """``gptfl status RUN``: what each stage of a run has on disk.
 
-Per stage: ``done``, ``partial`` (resumable work on disk) or ``missing``; for synthesis also the
-shards complete / partial / missing / bad. Reads only; the run's own ``config.yaml`` says what was
+Per stage: ``done``, ``partial`` (resumable work on disk), ``missing``, or ``not needed`` (with why:
+no later stage reads it, e.g. with ``pretrain.shards``), judged by the stage descriptions that
+``gptfl run`` uses; for synthesis also the shards complete / partial / missing / bad. Reads only; the run's own ``config.yaml`` says what was
 planned. ``gptfl status SWEEP_DIR`` shows the same for every shared run and point of a sweep.
 """
 
@@ -13,7 +14,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from gptfl_hpc.config import Config
-from gptfl_hpc.rundir import CONFIG_FILE, load_run
+from gptfl_hpc.layout import RunLayout
+from gptfl_hpc.rundir import load_run
+from gptfl_hpc.stages import stage_states
 from gptfl_hpc.sweep import is_sweep_dir, read_record, record_run_dirs
 
 
@@ -24,45 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=main)
 
 
-def synth_status(config: Config) -> dict[str, Any]:
-    from gptfl_hpc.synth.manifest import shard_states
-    from gptfl_hpc.synth.stage import PLAN, load_plan, synth_dir
-
-    folder = synth_dir(config)
-    if not (folder / PLAN).is_file():
-        return {"state": "missing"}
-    labels = config.labels.load()
-    plan = load_plan(config, len(labels))
-    states = shard_states(folder, plan, labels, check=False)
-    counts = {kind: sum(s.state == kind for s in states) for kind in ("complete", "partial", "missing", "bad")}
-    samples = sum(s.committed for s in states)
-    state = "done" if counts["complete"] == plan.num_shards else ("partial" if samples else "missing")
-    partial = {f"shard-{s.shard:05d}": f"{s.committed}/{s.planned}" for s in states if s.state == "partial"}
-    return {"state": state, "shards": counts, "samples": f"{samples}/{plan.total}", "partial": partial}
-
-
-def file_stage_status(folder: Path, output: str) -> dict[str, Any]:
-    """A stage whose result is one file, with checkpoints beside it while it runs."""
-    if (folder / output).is_file():
-        return {"state": "done"}
-    if folder.is_dir() and any(folder.iterdir()):
-        return {"state": "partial"}
-    return {"state": "missing"}
-
-
 def run_status(config: Config, stages: Optional[tuple[str, ...]] = None) -> dict[str, Any]:
-    """Every stage's state, or those of ``stages`` only."""
-    run = config.run_dir
-    checks = {
-        "prompts": lambda: {"state": "done" if (run / "prompts.json").is_file() else "missing"},
-        "synth": lambda: synth_status(config),
-        "pretrain": lambda: file_stage_status(run / "pretrain", "model.safetensors"),
-        "federate": lambda: file_stage_status(run / "federate", "summary.json"),
-        "federate-scratch": lambda: file_stage_status(run / "federate-scratch", "summary.json"),
-        "report": lambda: file_stage_status(run / "report", "report.md"),
-    }
-    status = {stage: check() for stage, check in checks.items() if stages is None or stage in stages}
-    _add_queued_jobs(run, status)
+    """Every stage's state (as ``gptfl run`` judges it), or those of ``stages`` only."""
+    status = stage_states(config, stages)
+    _add_queued_jobs(config.run_dir, status)
     return status
 
 
@@ -95,18 +63,16 @@ def sweep_status(sweep_dir: Path) -> dict[str, Any]:
     points = {}
     for entry, run_dir in zip(record["points"], record_run_dirs(sweep_dir, record["points"])):
         points[entry["name"]] = {"stages": _stages_of(run_dir, SWEEP_STAGES["point"])}
-    report = file_stage_status(Path(sweep_dir) / "report", "report.md")
+    layout = RunLayout(sweep_dir)
+    report = {"state": "done"} if layout.report_file.is_file() else {"state": "missing"}
     _add_queued_jobs(Path(sweep_dir), {"report": report})
     return {"sweep": str(Path(sweep_dir).absolute()), "shared": shared, "points": points, "report": report}
 
 
 def _stages_of(run_dir: Path, stages: tuple[str, ...]) -> dict[str, Any]:
-    if not (run_dir / CONFIG_FILE).is_file():  # not claimed yet: the sweep has not been started here
+    if not RunLayout(run_dir).config_file.is_file():  # not claimed yet: the sweep has not been started here
         return {stage: {"state": "missing"} for stage in stages}
-    config = load_run(run_dir)
-    if not config.federate.baseline:
-        stages = tuple(stage for stage in stages if stage != "federate-scratch")
-    return run_status(config, stages)
+    return run_status(load_run(run_dir), stages)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -129,7 +95,8 @@ def _print_sweep(status: dict[str, Any], as_json: bool) -> int:
         print(json.dumps(status, indent=2))
         return 0
     points = status["points"]
-    finished = sum(all(info["state"] == "done" for info in point["stages"].values()) for point in points.values())
+    finished = sum(all(info["state"] in ("done", "not needed") for info in point["stages"].values())
+                   for point in points.values())
     print(f"sweep {status['sweep']}: {finished}/{len(points)} points done")
     width = max(len(name) for name in [*status["shared"], *points])
     for name, run in status["shared"].items():
@@ -144,7 +111,8 @@ def _print_sweep(status: dict[str, Any], as_json: bool) -> int:
 
 
 def _line(info: dict[str, Any]) -> str:
-    details = "  ".join(f"{key} {_shown(value)}" for key, value in info.items() if key != "state" and value)
+    details = "  ".join(f"({value})" if key == "why" else f"{key} {_shown(value)}"
+                        for key, value in info.items() if key != "state" and value)
     return f"{info['state']:<8} {details}"
 
 

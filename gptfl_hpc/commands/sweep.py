@@ -22,13 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from gptfl_hpc.commands.common import add_executor_arguments
-from gptfl_hpc.commands.run import PRETRAIN, PROMPTS, REPORT, Pipeline, submit_federations
+from gptfl_hpc.commands.pipeline import Pipeline
 from gptfl_hpc.config import Config
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.launch import JobFailed, Launcher
 from gptfl_hpc.launch.jobs import record_jobs
-from gptfl_hpc.report import REPORT_DIR, RUNS
+from gptfl_hpc.layout import RunLayout
+from gptfl_hpc.report import RUNS
 from gptfl_hpc.rundir import check_run_dir, prepare_run_dir
+from gptfl_hpc.stages import BASELINE, FEDERATE, PRETRAIN, PROMPTS, REPORT, SYNTH
 from gptfl_hpc.sweep import Point, Sweep, link_upstream, load_sweep, parse_axis_option, write_record
 
 
@@ -64,7 +66,7 @@ def main(args: argparse.Namespace) -> int:
     if args.dry_run:
         for point in sweep.points:
             submitter.submit_point(point)
-        print(f"sweep: would submit the combined report after every point ({sweep.sweep_dir / REPORT_DIR})")
+        print(f"sweep: would submit the combined report after every point ({RunLayout(sweep.sweep_dir).report})")
         print("sweep: nothing submitted")
         return 0
     prepare_sweep(sweep)
@@ -106,12 +108,12 @@ class SweepSubmitter:
         run = self.sweep.shared[name]
         after = self.submit_shared(run.reads) if run.reads else []
         print(f"sweep: shared {run.level} run {run.name} ({run.describe}), read by {len(run.points)} point(s)")
-        pipeline = Pipeline(run.config, self.dry_run)
+        pipeline = Pipeline(run.config, self.dry_run, lenient=True)
         if run.level == "synth":
-            prompts = pipeline.submit(PROMPTS, after=[])
-            jobs = pipeline.submit_synth(after=prompts) or prompts
+            jobs = pipeline.submit_stages([PROMPTS, SYNTH])
         else:
-            jobs = pipeline.submit(PRETRAIN, after=after) or after
+            pending = ["synth"] if after or self.dry_run else []  # the shared shards are not made yet
+            jobs = pipeline.submit_stages([PRETRAIN], after=after, pending=pending) or after
         if self.sequential and not self.dry_run:
             try:
                 pipeline.launcher.wait(jobs)
@@ -125,18 +127,18 @@ class SweepSubmitter:
         """The point's chain after its pretrain run: federate, the baseline and its report."""
         after = self.submit_shared(point.pretrain)
         print(f"sweep: point {point.name}: federate after shared run {point.pretrain}")
-        pipeline = Pipeline(point.config, self.dry_run)
-        final = submit_federations(pipeline, after)
-        if not self.dry_run:
-            pipeline.submit(REPORT, after=final)
-        return pipeline, [job for jobs in pipeline.submitted.values() for job in jobs]
+        pipeline = Pipeline(point.config, self.dry_run, lenient=True)
+        stages = [FEDERATE, BASELINE] + ([] if self.dry_run else [REPORT])
+        pending = ["pretrain"] if after or self.dry_run else []  # the shared model is not made yet
+        pipeline.submit_stages(stages, after=after, pending=pending)
+        return pipeline, pipeline.all_jobs()
 
     def submit_report(self, after: list[Any]) -> list[Any]:
         """The combined report (``gptfl report SWEEP_DIR``) as a job after ``after``."""
         from gptfl_hpc.sweep_report import make_sweep_report
 
         launcher_config = self.sweep.points[0].config.launcher
-        launcher = Launcher(launcher_config, self.sweep.sweep_dir / "logs")
+        launcher = Launcher(launcher_config, RunLayout(self.sweep.sweep_dir).logs())
         job = launcher.submit(make_sweep_report, self.sweep.sweep_dir, name="report", after=after)
         record_jobs(self.sweep.sweep_dir, "report", launcher_config.executor, [str(job.job_id)])
         return [job]
@@ -146,13 +148,13 @@ def submit_on_slurm(submitter: SweepSubmitter, wait: bool) -> int:
     sweep = submitter.sweep
     point_jobs = [job for point in sweep.points for job in submitter.submit_point(point)[1]]
     report = submitter.submit_report(after=point_jobs)
-    print(f"sweep: submitted; the combined report waits for every point ({sweep.sweep_dir / REPORT_DIR})")
+    print(f"sweep: submitted; the combined report waits for every point ({RunLayout(sweep.sweep_dir).report})")
     if not wait:
         print(f"sweep: follow it with `gptfl status {sweep.sweep_dir}`")
         return 0
     upstream = [job for jobs in submitter.shared_jobs.values() for job in jobs]
-    Launcher(sweep.points[0].config.launcher, sweep.sweep_dir / "logs").wait(upstream + point_jobs + report)
-    print(f"sweep: done; report at {sweep.sweep_dir / REPORT_DIR / 'report.md'}")
+    Launcher(sweep.points[0].config.launcher, RunLayout(sweep.sweep_dir).logs()).wait(upstream + point_jobs + report)
+    print(f"sweep: done; report at {RunLayout(sweep.sweep_dir).report_file}")
     return 0
 
 
@@ -173,8 +175,8 @@ def run_one_after_another(submitter: SweepSubmitter) -> int:
         print("sweep: every point failed, so there is no report; fix the cause and run the same command again")
         return 1
     report = submitter.submit_report(after=[])  # every point has ended: report on those that finished
-    Launcher(sweep.points[0].config.launcher, sweep.sweep_dir / "logs").wait(report)
-    print(f"sweep: report at {sweep.sweep_dir / REPORT_DIR / 'report.md'}")
+    Launcher(sweep.points[0].config.launcher, RunLayout(sweep.sweep_dir).logs()).wait(report)
+    print(f"sweep: report at {RunLayout(sweep.sweep_dir).report_file}")
     if failed:
         print(f"sweep: {len(failed)} of {len(sweep.points)} points failed ({', '.join(failed)}); "
               "the report covers the others; run the same command again to retry them")
@@ -184,8 +186,8 @@ def run_one_after_another(submitter: SweepSubmitter) -> int:
 
 def _final_accuracies(config: Config) -> str:
     shown = []
-    for method, folder in RUNS:
-        summary = config.run_dir / folder / "summary.json"
+    for method, init in RUNS:
+        summary = config.layout.federation(init) / "summary.json"
         if summary.is_file():
             shown.append(f"{method} {json.loads(summary.read_text())['test_accuracy']:.4f}")
     return f" (final test accuracy: {', '.join(shown)})" if shown else ""

@@ -3,6 +3,8 @@
     gptfl synth CONFIG [key=value ...] [--executor inline|local|slurm|debug] [--dry-run] [--wait]
     gptfl synth CONFIG --task K          # one array task in this process (plain sbatch arrays)
     gptfl synth verify RUN               # re-check every shard; exit 1 naming any bad one
+
+On a fresh run the prompts are made first (their own job, which the array waits for).
 """
 
 from __future__ import annotations
@@ -10,22 +12,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
-from gptfl_hpc.commands.common import add_job_parser, config_from_args
+from gptfl_hpc.commands.common import config_from_args
+from gptfl_hpc.commands.stage import add_stage_command, run_stage
 from gptfl_hpc.config import Config
 from gptfl_hpc.errors import UserError
-from gptfl_hpc.launch import Launcher
-from gptfl_hpc.launch.executors import max_array_size, sbatch_script
 from gptfl_hpc.rundir import check_run_dir
+from gptfl_hpc.stages import SYNTH
 
-NAME = "synth"
+NAME = SYNTH.name
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = add_job_parser(
-        subparsers, NAME, "prompts -> synthetic shards (one array job); `gptfl synth verify RUN` checks them", __doc__
-    )
+    parser = add_stage_command(subparsers, NAME, __doc__, explain=explain, summarize=summarize)
     parser.add_argument("--task", type=int, metavar="K", help="run array task K here (for plain sbatch arrays)")
     parser.set_defaults(func=main)
 
@@ -33,18 +34,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.config == "verify":
         return verify_command(args.overrides)
+    if args.task is None:
+        return run_stage(args, name=NAME, explain=explain, summarize=summarize)
     config = config_from_args(args)
     check_run_dir(config)
-    if args.task is not None:
-        return run_one_task(config, args.task)
-    if args.dry_run:
-        return dry_run(config)
-    return submit(config, wait=args.wait)
+    return run_one_task(config, args.task)
 
 
 def verify_command(rest: list[str]) -> int:
-    from pathlib import Path
-
     from gptfl_hpc.synth.stage import verify
 
     if len(rest) != 1:
@@ -59,59 +56,35 @@ def verify_command(rest: list[str]) -> int:
     return 0
 
 
-def _check_array_size(tasks: int, config: Config) -> None:
-    if config.launcher.executor != "slurm":
-        return
-    limit = max_array_size()
-    if tasks > limit:
-        raise UserError(
-            f"the plan needs {tasks} array tasks but the cluster's MaxArraySize is {limit}; "
-            f"lower synth.tasks to at most {limit}"
-        )
+def explain(config: Config, plan: Any) -> list[str]:
+    """The plan, the generator and the time estimate for a dry run."""
+    from gptfl_hpc.synth.stage import measured_rate, rounding_note
 
-
-def dry_run(config: Config) -> int:
-    from gptfl_hpc.synth.stage import compute_plan, measured_rate
-
-    labels = config.labels.load()
-    plan = compute_plan(config, len(labels))
-    _check_array_size(plan.num_tasks, config)
     model = config.synth.model
-    print(f"synth: {plan.total} samples = {plan.per_class} per class x {plan.num_labels} labels")
-    print(f"synth: {plan.num_shards} shards of {plan.samples_per_shard}, {plan.num_tasks} array tasks "
-          f"of {plan.shards_per_task} shards, batch {model.batch_size}")
-    print(f"synth: generator {model.kind} ({model.weights}), {model.steps} steps, guidance U{list(plan.guidance)}")
+    lines = [
+        f"{plan.total} samples = {plan.per_class} per class x {plan.num_labels} labels",
+        f"{plan.num_shards} shards of {plan.samples_per_shard}, {plan.num_tasks} array tasks "
+        f"of {plan.shards_per_task} shards, batch {model.batch_size}",
+        f"generator {model.kind} ({model.weights}), {model.steps} steps, guidance U{list(plan.guidance)}",
+    ]
+    note = rounding_note(config, plan)
+    if note:
+        lines.append(note)
     rate = measured_rate(config)
     if rate:
         parallel = min(plan.num_tasks, config.launcher.for_stage(NAME).slurm.array_parallelism)
         hours = plan.total / (rate * parallel) / 3600
-        print(f"synth: estimated {hours:.2f} h at the measured {rate:.2f} samples/s per task, {parallel} tasks at once")
+        lines.append(f"estimated {hours:.2f} h at the measured {rate:.2f} samples/s per task, {parallel} tasks at once")
     else:
-        print("synth: no measured samples/s yet for this run (each finished task records its own); "
-              "run a small synth.count first to measure")
-    print(f"synth: run_dir {config.run_dir}, executor {config.launcher.executor}, nothing submitted")
-    if config.launcher.executor == "slurm":
-        print(sbatch_script(config.launcher.for_stage(NAME), config.run_dir / "logs" / NAME, array=plan.num_tasks,
-                            job_name=f"gptfl-{NAME}"), end="")
-    return 0
+        lines.append("no measured samples/s yet for this run (each finished task records its own); "
+                     "run a small synth.count first to measure")
+    return lines
 
 
-def submit(config: Config, wait: bool) -> int:
-    from gptfl_hpc.synth.stage import prepare, run_array_task, summarize
+def summarize(config: Config, results: list) -> dict[str, Any]:
+    from gptfl_hpc.synth.stage import prepare, summarize as totals
 
-    job = prepare(config)  # fails here, before anything is submitted, on bad prompts or weights
-    _check_array_size(job.plan.num_tasks, config)
-    launcher = Launcher(config.launcher, config.run_dir / "logs")
-    items = [(config, task) for task in range(job.plan.num_tasks)]
-    jobs = launcher.map_array(run_array_task, items, name=NAME)
-    executor = config.launcher.executor
-    first = jobs[0].job_id if jobs else "-"
-    print(f"synth: {executor} array of {len(jobs)} tasks ({first}...), logs under {config.run_dir / 'logs' / NAME}")
-    if executor == "slurm" and not wait:
-        return 0
-    results = launcher.wait(jobs)
-    print(json.dumps(summarize(job, results), indent=2, sort_keys=True))
-    return 0
+    return totals(prepare(config), results)
 
 
 def run_one_task(config: Config, task: int) -> int:

@@ -7,7 +7,8 @@ Every dataset here implements one interface (``gptfl_hpc.data.base.LabeledDatase
 - ``config``: the ``data`` config section (``DataConfig``);
 - ``factory``: ``open_dataset(config, split)``, ``make_partition``, ``feature_transform``;
 - ``cifar``, ``flowers``, ``speech_commands``, ``esc50``, ``digits``: the readers;
-- ``labels``: ``match_labels`` -- re-index a dataset to the run's label list by name;
+- ``labels``: ``match_labels`` -- re-index a dataset to the run's label list by name, dropping
+  the samples of labels the run does not use;
 - ``shards``: ``ShardDataset`` over synthesis HDF5 shards, ``BlockBatchSampler``;
 - ``partition``, ``partition_report``: Dirichlet / IID / speaker partitions, JSON, statistics;
 - ``images``, ``waveforms``, ``audio_features``: decoding, batching, log-mel features.

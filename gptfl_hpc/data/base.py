@@ -6,6 +6,10 @@ A ``LabeledDataset`` is a ``torch.utils.data.Dataset`` with three extra attribut
 - ``targets``: int64 numpy array, the class index of every sample (``len(targets) == len(ds)``).
 - ``modality``: ``"image"``, ``"speech"`` or ``"audio"`` (the same words as a synthesis shard).
 
+And two for messages: ``source``, the dataset as the user knows it ("the CIFAR-10 train split at
+/data/cifar"), and ``selection``, set when samples of labels the run does not use were dropped
+(``gptfl_hpc.data.labels.LabelSelection``).
+
 ``ds[i]`` returns ``(x, y)`` with ``y`` a Python int and ``x``, before any transform:
 
 - images: ``numpy.uint8`` array ``H x W x 3`` (RGB);
@@ -17,10 +21,13 @@ worker; e.g. ``gptfl_hpc.data.audio_features.LogMel`` for audio.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
+
+if TYPE_CHECKING:
+    from gptfl_hpc.data.labels import LabelSelection
 
 SAMPLE_RATE = 16_000
 MODALITIES = ("image", "speech", "audio")
@@ -35,6 +42,8 @@ class LabeledDataset(Dataset):
     targets: np.ndarray
     modality: str
     transform: Optional[Transform] = None
+    source: str = "the dataset"
+    selection: Optional["LabelSelection"] = None
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -80,6 +89,7 @@ class Subset(LabeledDataset):
         self.indices = np.asarray(indices, dtype=np.int64)
         self.labels = dataset.labels
         self.modality = dataset.modality
+        self.source = dataset.source
         self.targets = dataset.targets[self.indices]
         speakers = getattr(dataset, "speakers", None)
         if speakers is not None:

@@ -10,9 +10,32 @@ from gptfl_hpc.data.config import DataConfig
 from gptfl_hpc.data.partition import Partition, dirichlet_partition, iid_partition, speaker_partition
 from gptfl_hpc.errors import UserError
 
+#: ``data.dataset`` as messages name it.
+DISPLAY_NAMES = {
+    "digits": "digits",
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+    "flowers102": "Flowers102",
+    "speech_commands": "Speech Commands",
+    "esc50": "ESC-50",
+}
+
 
 def open_dataset(config: DataConfig, split: str = "train") -> LabeledDataset:
     """The configured dataset's ``split`` ("train" or "test"; Speech Commands also has "val")."""
+    dataset = _read(config, split)
+    dataset.source = describe_source(config, split)
+    return dataset
+
+
+def describe_source(config: DataConfig, split: str) -> str:
+    """``"the Speech Commands train split at /data/sc"``: how messages name a dataset split."""
+    name = DISPLAY_NAMES.get(config.dataset, config.dataset)
+    where = f" at {config.root}" if config.root is not None and config.dataset != "digits" else ""
+    return f"the {name} {split} split{where}"
+
+
+def _read(config: DataConfig, split: str) -> LabeledDataset:
     name = config.dataset
     if name == "digits":
         from gptfl_hpc.data.digits import load_digits

@@ -11,6 +11,17 @@ inherited through ``fork`` is never reused (the opening pid is remembered). Read
 at a time (``x[j]``); ``__getitems__`` merges runs of consecutive indices into one slice read, so
 a ``BlockBatchSampler`` (random blocks of consecutive samples) serves batches with a few large
 reads instead of many small ones.
+
+Shards may carry more labels than the run (external shards given to pretraining): samples of the
+other labels are dropped when the dataset is built (which reads every ``y`` of such shards), and
+an index map turns dataset indices into shard positions, so reads stay per sample and runs of
+kept neighbours still merge into one slice.
+
+A shard folder is checked before it is read (``checked_shard_files``): a synthesis folder (one with
+``plan.json`` or ``manifest.json``) must hold every planned shard, complete and matching its
+recorded sha256, and is refused otherwise -- never read with shards left out or altered. In other
+folders a shard with a record beside it must match it; plain complete shards without records are
+read as they are, and incomplete ones skipped.
 """
 
 from __future__ import annotations
@@ -27,19 +38,68 @@ import torch
 from torch.utils.data import Sampler
 
 from gptfl_hpc.data.base import SAMPLE_RATE, LabeledDataset, Transform
-from gptfl_hpc.data.labels import label_mapping
+from gptfl_hpc.data.labels import (
+    DROPPED,
+    LabelSelection,
+    canonical_label,
+    label_mapping,
+    report_selection,
+    unused_labels,
+)
 from gptfl_hpc.data.waveforms import pcm_to_float, to_mono_rate
 from gptfl_hpc.errors import UserError
+from gptfl_hpc.layout import RunLayout
 
 PathLike = Union[str, Path]
 
 
 def find_complete_shards(directory: PathLike) -> list[Path]:
     """``directory/*.h5`` in sorted order, keeping only files marked ``complete``."""
+    folder = _existing_folder(directory)
+    return [path for path in sorted(folder.glob("*.h5")) if _is_complete(path)]
+
+
+def _existing_folder(directory: PathLike) -> Path:
     folder = Path(directory)
     if not folder.is_dir():
         raise UserError(f"shard directory {folder} does not exist; run the synthesize stage first or fix the path")
-    return [path for path in sorted(folder.glob("*.h5")) if _is_complete(path)]
+    return folder
+
+
+def checked_shard_files(source: PathLike) -> list[Path]:
+    """The shards to read from a folder (or one shard file), each checked against its record; one
+    ``UserError`` line naming the first shard that is not good and how to remake it."""
+    from gptfl_hpc.synth.manifest import record_problem, saved_plan, shard_path, shard_problems
+
+    path = Path(source)
+    if path.is_file():
+        _refuse_bad_shards(path.parent, [(path.name, record_problem(path))])
+        return [path]
+    folder = _existing_folder(path)
+    saved = saved_plan(folder)
+    if saved is not None:
+        plan, labels = saved
+        _refuse_bad_shards(folder, shard_problems(folder, plan, labels))
+        return [shard_path(folder, shard) for shard in range(plan.num_shards)]
+    _refuse_bad_shards(folder, [(path.name, record_problem(path)) for path in sorted(folder.glob("*.h5"))])
+    return find_complete_shards(folder)
+
+
+def _refuse_bad_shards(folder: Path, checked: Sequence[tuple[str, Optional[str]]]) -> None:
+    """One line for the ``(name, problem)`` pairs whose problem is not None, if any."""
+    problems = [(name, problem) for name, problem in checked if problem is not None]
+    if not problems:
+        return
+    name, problem = problems[0]
+    others = f" (and {len(problems) - 1} more shard(s) not good)" if len(problems) > 1 else ""
+    them = "it" if len(problems) == 1 else "them"
+    run = RunLayout(folder.parent)
+    if run.synth == folder and run.config_file.is_file():  # a run's own synthesis folder
+        fix = f"`gptfl synth CONFIG` remakes {them}, `gptfl synth verify {run.root}` lists every bad shard"
+    else:
+        fix = (f"remake {them} with `gptfl synth CONFIG` of the run that made {them}, "
+               f"or leave {them} out of pretrain.shards")
+    raise UserError(f"shard {folder / name} is not usable: {problem}{others}; {fix}")
 
 
 def _is_complete(path: Path) -> bool:
@@ -68,7 +128,8 @@ class ShardHeader:
     modality: str
     sample_rate: Optional[int]
     compressed: bool
-    mapping: np.ndarray  # shard class index -> run class index
+    labels: tuple[str, ...]  # the shard's own label list
+    mapping: np.ndarray  # shard class index -> run class index, or DROPPED
 
 
 def _read_header(path: Path, run_labels: Sequence[str]) -> ShardHeader:
@@ -84,20 +145,22 @@ def _read_header(path: Path, run_labels: Sequence[str]) -> ShardHeader:
             if len(x) != len(y):
                 raise UserError(f"shard {path} has {len(x)} x but {len(y)} y; regenerate it")
             rate = handle.attrs.get("sample_rate")
+            labels = json.loads(_text(handle.attrs["labels"]))
             return ShardHeader(
                 path=path,
                 length=len(x),
                 modality=_text(handle.attrs.get("modality", "image")),
                 sample_rate=None if rate is None else int(rate),
                 compressed=x.id.get_create_plist().get_nfilters() > 0,
-                mapping=label_mapping(json.loads(_text(handle.attrs["labels"])), run_labels, f"shard {path.name}"),
+                labels=tuple(labels),
+                mapping=label_mapping(labels, run_labels, f"shard {path}"),
             )
     except OSError as exc:
         raise UserError(f"shard {path} cannot be read as HDF5 ({exc}); regenerate it") from None
 
 
 class ShardDataset(LabeledDataset):
-    """All samples of the given shards, class indices matched to ``run_labels`` by name."""
+    """The samples of the given shards whose labels the run uses, class indices matched by name."""
 
     def __init__(
         self,
@@ -106,15 +169,16 @@ class ShardDataset(LabeledDataset):
         transform: Optional[Transform] = None,
         sample_rate: int = SAMPLE_RATE,
     ):
-        if isinstance(source, (str, Path)) and Path(source).is_dir():
-            paths = find_complete_shards(source)
+        if isinstance(source, (str, Path)) and Path(source).exists():
+            paths = checked_shard_files(source)
         elif isinstance(source, (str, Path)):
-            paths = [Path(source)]
-        else:
+            paths = [Path(source)]  # _read_header refuses it in one line
+        else:  # a list of files, read as given (a TrainingPlan's, checked by plan_training)
             paths = [Path(p) for p in source]
         if not paths:
             raise UserError(f"no complete shards in {source}; run the synthesize stage first")
         self.paths = paths
+        self.source = _describe_shards(paths)
         self.labels = list(run_labels)
         self.transform = transform
         self.sample_rate = sample_rate
@@ -125,6 +189,9 @@ class ShardDataset(LabeledDataset):
         self.modality = modalities[0]
         self._ends = np.cumsum([h.length for h in self.headers])
         self._targets: Optional[np.ndarray] = None
+        self._positions: Optional[np.ndarray] = None  # shard-wide position of each kept sample
+        if any((header.mapping == DROPPED).any() for header in self.headers):
+            self._drop_other_labels()
         self._pid: Optional[int] = None
         self._x: list[h5py.Dataset] = []
         self._y: list[np.ndarray] = []
@@ -133,17 +200,13 @@ class ShardDataset(LabeledDataset):
     # ------------------------------------------------------------------ interface
 
     def __len__(self) -> int:
-        return int(self._ends[-1])
+        return int(self._ends[-1]) if self._positions is None else len(self._positions)
 
     @property
     def targets(self) -> np.ndarray:  # type: ignore[override]
-        """Class indices of all samples; reads every ``y`` once, on first use."""
+        """Class indices of all (kept) samples; reads every ``y`` once, on first use."""
         if self._targets is None:
-            parts = []
-            for header in self.headers:
-                with _open(header.path) as handle:
-                    parts.append(header.mapping[handle["y"][:].astype(np.int64)])
-            self._targets = np.concatenate(parts)
+            self._targets = self._read_targets()
         return self._targets
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
@@ -166,14 +229,39 @@ class ShardDataset(LabeledDataset):
 
     # ------------------------------------------------------------------ internals
 
+    def _read_targets(self) -> np.ndarray:
+        """Run class index (or ``DROPPED``) of every sample of every shard."""
+        parts = []
+        for header in self.headers:
+            with _open(header.path) as handle:
+                parts.append(header.mapping[handle["y"][:].astype(np.int64)])
+        return np.concatenate(parts)
+
+    def _drop_other_labels(self) -> None:
+        every = self._read_targets()
+        self._positions = np.flatnonzero(every != DROPPED)
+        self._targets = every[self._positions]
+        other = {
+            canonical_label(name) for header in self.headers for name in unused_labels(header.labels, self.labels)
+        }
+        self.selection = LabelSelection(
+            self.source,
+            kept=len(self._positions),
+            dropped=len(every) - len(self._positions),
+            run_labels=len(self.labels),
+            other_labels=len(other),
+        )
+        report_selection(self.selection)
+
     def _locate(self, index: int) -> tuple[int, int]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
-        shard = int(np.searchsorted(self._ends, index, side="right"))
-        return shard, index - (int(self._ends[shard - 1]) if shard else 0)
+        position = index if self._positions is None else int(self._positions[index])
+        shard = int(np.searchsorted(self._ends, position, side="right"))
+        return shard, position - (int(self._ends[shard - 1]) if shard else 0)
 
     def _runs(self, indices: Sequence[int]) -> Iterator[tuple[int, int, int]]:
-        """Maximal ``(shard, start, stop)`` runs of consecutive indices, in the given order."""
+        """Maximal ``(shard, start, stop)`` runs of consecutive shard positions, in the given order."""
         run: Optional[list[int]] = None
         for index in indices:
             shard, local = self._locate(int(index))
@@ -262,6 +350,12 @@ class BlockBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         full, rest = divmod(self.num_samples, self.batch_size)
         return full + (1 if rest and not self.drop_last else 0)
+
+
+def _describe_shards(paths: Sequence[Path]) -> str:
+    """``"the shards in /scratch/synth"``: how messages name a set of shard files."""
+    folders = list(dict.fromkeys(str(path.parent) for path in paths))
+    return f"the shards in {', '.join(folders)}"
 
 
 def _text(value: Any) -> str:

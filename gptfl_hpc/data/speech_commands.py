@@ -8,7 +8,9 @@ Expected layout::
     ROOT/_background_noise_/               # ignored
 
 The label list is always the 35 words of v2 in alphabetical order, so class indices do not
-depend on which folders are present. The speaker id (``speakers``) is the file name before
+depend on which folders are present; a run on fewer words (the 10 keywords of the usual
+keyword-spotting setup) drops the other words' samples, and their speaker ids, when the split is
+matched to the run's labels (``gptfl_hpc.data.labels.match_labels``). The speaker id (``speakers``) is the file name before
 ``_nohash_``; the train split is every file in neither list. Samples are float32 waveforms at
 16 kHz (clips are at most one second; they are not padded here).
 """

@@ -18,7 +18,7 @@ flag                  number of ranks that saw a preemption request
 
 Secure mode (``federate.secure``): the part a server would see (update .. scalars) is encoded per
 client in fixed point, ``round(v * 2^f)`` as int64, and masked with pairwise masks modulo 2^64
-(``prompts.secure_sum``: Diffie-Hellman seeds per client pair and round, SHAKE-256 expansion) that
+(``gptfl_hpc.secure_sum``: Diffie-Hellman seeds per client pair and round, SHAKE-256 expansion) that
 cancel in the sum over the cohort; the buffer is int64 and the sum wraps modulo 2^64. Decoded,
 every coordinate is within ``K * 2^-(f+1)`` of the plain sum (``K`` clients; rounding only).
 The client-state rows and the flag travel unmasked as raw bits.
@@ -35,8 +35,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from gptfl_hpc import secure_sum
 from gptfl_hpc.fl.sampling import secure_round_seed
-from gptfl_hpc.prompts import secure_sum
 
 #: int64 headroom: each client's encoded values stay below 2^62 / K, so the sum cannot wrap.
 _ENCODE_LIMIT = 2.0**62

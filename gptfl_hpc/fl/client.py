@@ -1,4 +1,4 @@
-"""Local training of one client: FedAvg's SGD, FedProx's proximal term, SCAFFOLD's correction.
+"""Local training of one client: SGD plus the algorithm's terms (a proximal pull, a gradient correction).
 
 A rank owns one model and trains its clients one after another. ``FlatModel`` rebinds the
 model's parameters and floating-point buffers as views into one flat tensor, so loading the
@@ -98,7 +98,11 @@ class LocalResult:
 
 
 class LocalTrainer:
-    """Runs ``local_epochs`` of SGD on one client's resident samples, in place on ``flat``."""
+    """Runs ``local_epochs`` of SGD on one client's resident samples, in place on ``flat``.
+
+    The local objective's extra terms, ``prox_mu`` and each call's ``correction``, are set by the
+    client algorithm (``algorithms.py``); the trainer never learns which algorithm that is.
+    """
 
     def __init__(self, flat: FlatModel, config: ClientConfig, prox_mu: float = 0.0):
         self.flat = flat

@@ -62,14 +62,19 @@ def unsupported_reason(model: nn.Module) -> Optional[str]:
     return None
 
 
-def stacked_bytes(num_params: int, capacity: int, config: ClientConfig, prox: bool, control: bool) -> int:
-    """Memory of the client-stacked tensors: parameters, gradients, updates and optimizer state."""
-    stacks = 3 + (config.momentum > 0) + prox + control
+def stacked_bytes(num_params: int, capacity: int, config: ClientConfig, extra_stacks: int = 0) -> int:
+    """Memory of the client-stacked tensors: parameters, gradients, updates, momentum, and the
+    algorithm's ``extra_stacks`` (``algorithms.FedAvg.extra_stacks``: a proximal centre, a correction)."""
+    stacks = 3 + (config.momentum > 0) + extra_stacks
     return stacks * capacity * num_params * 4
 
 
 class CohortTrainer:
-    """Trains up to ``capacity`` clients at once from the global model held by ``flat``."""
+    """Trains up to ``capacity`` clients at once from the global model held by ``flat``.
+
+    The local objective is ``LocalTrainer``'s: ``prox_mu`` and, with ``control``, a per-client
+    gradient correction, both set by the client algorithm (``algorithms.py``).
+    """
 
     def __init__(self, flat: FlatModel, config: ClientConfig, capacity: int, prox_mu: float = 0.0, control: bool = False):
         reason = unsupported_reason(flat.model)
@@ -100,7 +105,8 @@ class CohortTrainer:
         """Train ``clients`` (at most ``capacity``) from ``global_state``; results in input order.
 
         ``seeds[i]`` is client ``i``'s stream (as for ``LocalTrainer.train``); ``corrections`` holds
-        SCAFFOLD's ``c - c_i`` as one row per client. The trained models: :meth:`updates`.
+        each client's gradient correction (SCAFFOLD's ``c - c_i``), one row per client. The trained
+        models: :meth:`updates`.
         """
         k = len(clients)
         if not 0 < k <= self.capacity:
@@ -202,7 +208,8 @@ class CohortTrainer:
 
     def _check_memory(self) -> None:
         device = self.flat.device
-        needed = stacked_bytes(sum(self.sizes), self.capacity, self.config, self.prox_mu > 0, self.control)
+        extra_stacks = int(self.prox_mu > 0) + int(self.control)  # the centre and correction _allocate makes
+        needed = stacked_bytes(sum(self.sizes), self.capacity, self.config, extra_stacks)
         log.info("vectorized clients: %d at once, %.0f MiB of stacked parameters and state on %s",
                  self.capacity, needed / 2**20, device)
         if device.type == "cuda":

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from gptfl_hpc.schema import Section, added, operational
+from gptfl_hpc.schema import Section, added, operational, output_choice
 
 Algorithm = Literal["fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "fedprox", "scaffold"]
 
@@ -50,10 +50,12 @@ class FederateConfig(Section):
     """Federated training of the downstream model on the clients' private data."""
 
     algorithm: Algorithm = "fedavg"
-    init: Literal["pretrain", "scratch"] = Field(
-        "pretrain", description="pretrain: start from the pretrain stage's model (GPT-FL); scratch: model.* init"
+    init: Literal["pretrain", "scratch"] = output_choice(
+        "pretrain",
+        description="pretrain: GPT-FL from the pretrain stage's model into RUN/federate; "
+        "scratch: FL from model.* init into RUN/federate-scratch",
     )
-    init_path: Optional[Path] = Field(None, description="with init pretrain: an exported model other than RUN/pretrain's")
+    init_path: Optional[Path] = Field(None, description="GPT-FL's start: an exported model other than RUN/pretrain's")
     rounds: int = Field(500, ge=1)
     clients_per_round: int = Field(10, ge=1, description="sampled without replacement, keyed on (seed, round)")
     weighting: Literal["samples", "uniform"] = Field("samples", description="client weight in the average")
@@ -72,12 +74,6 @@ class FederateConfig(Section):
     client: ClientConfig = Field(default_factory=ClientConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     secure: SecureConfig = Field(default_factory=SecureConfig)
-
-    @model_validator(mode="after")
-    def _init_path_needs_pretrain(self) -> "FederateConfig":
-        if self.init_path is not None and self.init != "pretrain":
-            raise ValueError("federate.init_path is used only with federate.init pretrain; remove it or set init")
-        return self
 
     @property
     def server_lr(self) -> float:

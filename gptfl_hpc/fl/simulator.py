@@ -3,12 +3,14 @@
 Every rank holds the same global model and runs the same server update (a replicated server):
 per round it trains its share of the sampled clients, adds their updates into one buffer, takes
 part in one ``all_reduce``, and applies the server step to identical totals. Rank 0 writes the
-files. Checkpoints (every ``checkpoint_every`` rounds, at the end, and on preemption) hold the
-global model, the server optimizer, SCAFFOLD's control variates and the metric records; the
-cohort, the client-to-rank assignment and every client's random stream are functions of
-``(seed, round, client)``, so the round number is all the sampler state there is. A run killed at
-any moment and started again with the same command therefore ends bit-identical (on CPU) to one
-that was never interrupted.
+files. The client algorithm (``algorithms.py``) supplies each client's local terms and keeps its
+own state; the loop never asks which algorithm runs. Checkpoints (every ``checkpoint_every``
+rounds, at the end, and on preemption) hold the global model, the server optimizer, the client
+algorithm's state (e.g. control variates) and the metric records; the cohort, the
+client-to-rank assignment and every client's random stream are functions of ``(seed, round,
+client)``, so the round number is all the sampler state there is. A run killed at any moment and
+started again with the same command therefore ends bit-identical (on CPU) to one that was never
+interrupted.
 
 Files in ``OUT`` (``RUN/federate`` or ``RUN/federate-scratch``): ``model.safetensors`` (final
 global model), ``metrics.jsonl`` (one deterministic record per round, plus round 0 = the initial
@@ -36,13 +38,14 @@ from gptfl_hpc.config import Config
 from gptfl_hpc.data.factory import feature_transform, make_partition, open_dataset
 from gptfl_hpc.data.labels import match_labels
 from gptfl_hpc.fl.aggregate import RoundAggregator
+from gptfl_hpc.fl.algorithms import make_algorithm
 from gptfl_hpc.fl.client import FlatModel, LocalResult, LocalTrainer
 from gptfl_hpc.fl.cohort import CohortTrainer
 from gptfl_hpc.fl.config import FederateConfig
 from gptfl_hpc.fl.clientdata import ClientStore, Samples, load_samples
 from gptfl_hpc.fl.metrics import accuracy, all_ranks_sum, confusion_matrix, gradient_diversity, macro_f1
 from gptfl_hpc.fl.sampling import assign_to_ranks, client_seed, init_seed, sample_clients
-from gptfl_hpc.fl.strategies import ControlVariates, make_server_optimizer
+from gptfl_hpc.fl.strategies import make_server_optimizer
 from gptfl_hpc.models.config import build_from_config
 from gptfl_hpc.models.export import load_model, save_model
 from gptfl_hpc.ranks import cpu_threads_per_rank, rank_device
@@ -51,6 +54,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 KEEP_CHECKPOINTS = 2
+#: Checkpoint key of the client algorithm's state; "control" keeps checkpoints with control variates loadable.
+ALGORITHM_STATE = "control"
 
 
 @dataclass(frozen=True)
@@ -160,14 +165,15 @@ class Simulation:
         self.global_state = self.flat.state.clone()
         self.delta = torch.empty_like(self.global_state)
         self.server = make_server_optimizer(fed)
-        scaffold = fed.algorithm == "scaffold"
-        self.control = ControlVariates(self.num_clients, self.flat.num_params, self.device) if scaffold else None
-        prox_mu = fed.client.prox_mu if fed.algorithm == "fedprox" else 0.0
-        self.trainer = LocalTrainer(self.flat, fed.client, prox_mu)
+        self.algorithm = algorithm = make_algorithm(fed)
+        algorithm.setup(self.num_clients, self.flat.num_params, self.device)
+        self.trainer = LocalTrainer(self.flat, fed.client, algorithm.prox_mu)
         self.cohort_trainer = None
         if fed.vectorize is not None:
             capacity = min(fed.vectorize, fed.clients_per_round)  # no stack rows that no rank could fill
-            self.cohort_trainer = CohortTrainer(self.flat, fed.client, capacity, prox_mu, scaffold)
+            self.cohort_trainer = CohortTrainer(
+                self.flat, fed.client, capacity, algorithm.prox_mu, algorithm.stateful_clients
+            )
             if device.type == "cpu" and rank == 0:
                 log.warning("federate.vectorize on CPU: batched clients usually train slower than one by one "
                             "there (see docs/federated.md); it pays on GPUs")
@@ -175,7 +181,7 @@ class Simulation:
             self.flat.size,
             self.flat.num_params,
             fed.clients_per_round,
-            scaffold,
+            algorithm.stateful_clients,
             self.device,
             fed.secure.frac_bits if fed.secure.enabled else None,
             seed,
@@ -234,16 +240,15 @@ class Simulation:
         if self.flat.num_buffers:
             # Floating-point buffers (BatchNorm statistics) are averaged, never optimised.
             self.global_state[num_params:].add_(sums.update[num_params:].to(torch.float32))
-        if self.control is not None:
-            self.control.apply(cohort, sums.client_state, sums.control_sum)
+        self.algorithm.after_round(cohort, sums)
         self.records.append(self._record(round_number, cohort, sums))
         return sums.preempt
 
     def _train_one_by_one(self, round_number: int, clients: list[int]) -> None:
         for client in clients:
-            correction = self.control.correction(client) if self.control is not None else None
             result = self.trainer.train(
-                self.global_state, self.clients[client], client_seed(self.seed, round_number, client), correction
+                self.global_state, self.clients[client], client_seed(self.seed, round_number, client),
+                self.algorithm.correction(client),
             )
             self._contribute(client, self.flat.state, result)
 
@@ -253,38 +258,31 @@ class Simulation:
         capacity = self.cohort_trainer.capacity
         for start in range(0, len(by_size), capacity):
             chunk = by_size[start : start + capacity]
-            corrections = self.control.corrections(chunk) if self.control is not None else None
             results = self.cohort_trainer.train(
                 self.global_state,
                 [self.clients[c] for c in chunk],
                 [client_seed(self.seed, round_number, c) for c in chunk],
-                corrections,
+                self.algorithm.corrections(chunk),
             )
             deltas = self.cohort_trainer.updates(self.global_state)
             steps = [r.steps for r in results]
-            control_deltas = new_controls = None
-            if self.control is not None:
-                new_controls = self.control.client_updates(chunk, deltas, steps, self.fed.client.lr)
-                control_deltas = new_controls - self.control.clients[torch.as_tensor(chunk)].to(self.device)
-            self.aggregator.add_many(chunk, deltas, [r.mean_loss for r in results], steps, control_deltas, new_controls)
+            state_changes, new_states = self.algorithm.cohort_state_changes(chunk, deltas, steps)
+            self.aggregator.add_many(chunk, deltas, [r.mean_loss for r in results], steps, state_changes, new_states)
 
     def _contribute(self, client: int, state: torch.Tensor, result: LocalResult) -> None:
-        """Add the client's trained model ``state`` (its update, and SCAFFOLD's new ``c_i``) to the round."""
+        """Add the client's trained model ``state`` (its update, and any new client state) to the round."""
         torch.sub(state, self.global_state, out=self.delta)
-        control_delta = new_control = None
-        if self.control is not None:
-            num_params = self.flat.num_params
-            new_control = self.control.client_update(
-                client, self.global_state[:num_params], state[:num_params], result.steps, self.fed.client.lr
-            )
-            control_delta = new_control - self.control.clients[client].to(self.device)
-        self.aggregator.add(client, self.delta, result.mean_loss, result.steps, control_delta, new_control)
+        num_params = self.flat.num_params
+        state_change, new_state = self.algorithm.client_state_change(
+            client, self.global_state[:num_params], state[:num_params], result.steps
+        )
+        self.aggregator.add(client, self.delta, result.mean_loss, result.steps, state_change, new_state)
 
     # ------------------------------------------------------------------ metrics
 
     def _communication(self) -> tuple[int, int]:
-        """Parameters sent to and from each client per round (SCAFFOLD also ships c and its change)."""
-        per_client = self.flat.size + (self.flat.num_params if self.control is not None else 0)
+        """Parameters sent to and from each client per round: the model and the algorithm's extras."""
+        per_client = self.flat.size + self.algorithm.extra_traffic(self.flat.num_params)
         return per_client, per_client
 
     def _record(self, round_number: int, cohort: list[int], sums) -> dict[str, Any]:
@@ -328,8 +326,9 @@ class Simulation:
             "timings": self.timings,
             "config_hash": self.config_hash,
         }
-        if self.control is not None:
-            state["control"] = {k: v.cpu() for k, v in self.control.state_dict().items()}
+        algorithm_state = self.algorithm.state_dict()
+        if algorithm_state:  # stateless algorithms add no key, so their checkpoints keep their old form
+            state[ALGORITHM_STATE] = {k: v.cpu() for k, v in algorithm_state.items()}
         return state
 
     def _checkpoint(self) -> None:
@@ -361,8 +360,7 @@ class Simulation:
         self.round = int(state["round"])
         self.global_state.copy_(state["global_state"])
         self.server.load_state_dict({k: v.to(self.device) for k, v in state["server"].items()})
-        if self.control is not None:
-            self.control.load_state_dict(state["control"])
+        self.algorithm.load_state_dict(state.get(ALGORITHM_STATE, {}))
         self.records = list(state["records"])
         self.timings = list(state["timings"])
         log.info("resuming %s from %s (round %d of %d)", self.out_dir.name, path.name, self.round, self.fed.rounds)

@@ -1,6 +1,7 @@
-"""Stage 4: ``run(config)`` federates from the pretrain stage's model (GPT-FL) into ``RUN/federate``;
-``run_baseline(config)`` runs the same federation from the model's own initialisation into
-``RUN/federate-scratch`` (FL from scratch, the paper's comparison).
+"""Stage 4: ``run(config)`` federates from the pretrain stage's model (GPT-FL) into ``RUN/federate``,
+or with ``federate.init=scratch`` from the model's own initialisation into ``RUN/federate-scratch``;
+``run_baseline(config)`` always runs the latter (FL from scratch, the paper's comparison). Both
+live in one run directory: ``federate.init`` picks the output, it is not part of the run's identity.
 
 Both check the configuration in the calling process (``preflight``), so bad input fails with one
 line before any rank starts, then run :func:`gptfl_hpc.fl.simulator.simulate` on
@@ -19,25 +20,22 @@ from gptfl_hpc.errors import UserError
 from gptfl_hpc.ranks import check_devices, launched_world, run_on_ranks
 from gptfl_hpc.rundir import prepare_run_dir
 
-PRETRAINED = Path("pretrain") / "model.safetensors"
-
-
 def run(config: Config) -> dict[str, Any]:
     """GPT-FL: federated fine-tuning of the pretrained downstream model (or from scratch if so configured)."""
-    return federate(config, config.federate.init, "federate")
+    return federate(config, config.federate.init)
 
 
 def run_baseline(config: Config) -> dict[str, Any]:
     """The same federation from the model's own initialisation (random or ImageNet weights)."""
-    return federate(config, "scratch", "federate-scratch")
+    return federate(config, "scratch")
 
 
-def federate(config: Config, init: str, out_name: str) -> dict[str, Any]:
+def federate(config: Config, init: str) -> dict[str, Any]:
     from gptfl_hpc.fl.simulator import Plan, simulate
 
     init_path = preflight(config, init, check_local_devices=True)
     prepare_run_dir(config)
-    plan = Plan(config, config.run_dir / out_name, init_path)
+    plan = Plan(config, config.layout.federation(init), init_path)
     return run_on_ranks(simulate, config.federate.ranks, (plan,))
 
 
@@ -45,11 +43,14 @@ def init_model_path(config: Config, init: str) -> Optional[Path]:
     """The exported model to start from, or None for the model config's own initialisation."""
     if init != "pretrain":
         return None
-    return config.federate.init_path or config.run_dir / PRETRAINED
+    return config.federate.init_path or config.layout.pretrained_model
 
 
-def preflight(config: Config, init: Optional[str] = None, check_local_devices: bool = False) -> Optional[Path]:
-    """Refuse bad input with one ``UserError`` line; return the exported model to start from."""
+def preflight(
+    config: Config, init: Optional[str] = None, check_local_devices: bool = False, model_pending: bool = False
+) -> Optional[Path]:
+    """Refuse bad input with one ``UserError`` line; return the exported model to start from.
+    ``model_pending``: the pretrain stage runs first, so its model is not checked yet."""
     fed = config.federate
     init = init or fed.init
     labels = config.labels.load()
@@ -66,7 +67,7 @@ def preflight(config: Config, init: Optional[str] = None, check_local_devices: b
     if fed.vectorize is not None:
         _check_vectorizable(config, labels)
     init_path = init_model_path(config, init)
-    if init_path is not None:
+    if init_path is not None and not (model_pending and config.federate.init_path is None):
         if not init_path.is_file():
             raise UserError(
                 f"federate.init is pretrain but {init_path} does not exist; run `gptfl pretrain` first, "
@@ -106,6 +107,7 @@ def _check_init_model(config: Config, labels: list[str], path: Path) -> None:
 def _check_vectorizable(config: Config, labels: list[str]) -> None:
     import torch
 
+    from gptfl_hpc.fl.algorithms import make_algorithm
     from gptfl_hpc.fl.cohort import stacked_bytes, unsupported_reason
     from gptfl_hpc.models.config import build_from_config
 
@@ -119,7 +121,7 @@ def _check_vectorizable(config: Config, labels: list[str]) -> None:
     if torch.cuda.is_available():  # where the ranks' GPUs are visible from here: refuse what cannot fit
         capacity = min(fed.vectorize, fed.clients_per_round)
         num_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        needed = stacked_bytes(num_params, capacity, fed.client, fed.algorithm == "fedprox", fed.algorithm == "scaffold")
+        needed = stacked_bytes(num_params, capacity, fed.client, make_algorithm(fed).extra_stacks)
         total = torch.cuda.get_device_properties(0).total_memory
         if needed > total:
             raise UserError(

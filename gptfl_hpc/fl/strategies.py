@@ -11,8 +11,8 @@ Optimization", Algorithm 2, with ``m_0 = 0``, ``v_0 = tau^2``):
 * FedYogi:           ``m = b1 m + (1-b1) delta``; ``v = v - (1-b2) delta^2 sign(v - delta^2)``; same step
 
 FedAdam optionally scales ``eta`` by Adam's bias correction ``sqrt(1 - b2^t) / (1 - b1^t)``, ``t``
-the number of server steps so far. SCAFFOLD's server is FedAvg's on ``x`` plus the control-variate
-update in :class:`ControlVariates`.
+the number of server steps so far. FedProx and SCAFFOLD use FedAvg's server step on ``x``; what
+they change on the clients, and SCAFFOLD's control variates, are theirs (``algorithms.py``).
 
 All arithmetic runs in the dtype of ``x`` (float32 in the simulator; the tests use float64).
 """
@@ -143,51 +143,3 @@ def make_server_optimizer(config: FederateConfig) -> ServerOptimizer:
         return FedAdagrad(lr, s.beta1, s.beta2, s.tau)
     return ServerOptimizer(lr)  # fedavg, fedprox, scaffold
 
-
-class ControlVariates:
-    """SCAFFOLD's server control variate ``c`` and every client's ``c_i`` (Karimireddy et al., option II).
-
-    Client ``i`` trains with gradients ``g + c - c_i`` for ``K`` steps of size ``lr`` from ``x`` to
-    ``y_i``, then ``c_i+ = c_i - c + (x - y_i) / (K lr)``. The server sets
-    ``c += (1/N) sum_{i in S} (c_i+ - c_i)``. The ``c_i`` live in host memory on every rank (the
-    simulator's stand-in for state each client keeps), so any rank can train any client; they are
-    saved with the checkpoint and persist across rounds.
-    """
-
-    def __init__(self, num_clients: int, num_params: int, device: torch.device):
-        self.num_clients = num_clients
-        self.c = torch.zeros(num_params, dtype=torch.float32, device=device)
-        self.clients = torch.zeros(num_clients, num_params, dtype=torch.float32)
-        self._correction = torch.empty_like(self.c)
-
-    def correction(self, client: int) -> torch.Tensor:
-        """``c - c_i``: added to each of client ``i``'s gradients."""
-        return torch.sub(self.c, self.clients[client].to(self.c.device, non_blocking=True), out=self._correction)
-
-    def corrections(self, clients: list[int]) -> torch.Tensor:
-        """``c - c_i`` for several clients, one row each."""
-        rows = self.clients[torch.as_tensor(clients)].to(self.c.device, non_blocking=True)
-        return torch.sub(self.c.unsqueeze(0), rows)
-
-    def client_update(self, client: int, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float) -> torch.Tensor:
-        """The client's new ``c_i+`` (on the device of ``x``)."""
-        c_i = self.clients[client].to(x.device)
-        return (x - y).div_(steps * lr).add_(c_i).sub_(self.c)
-
-    def client_updates(self, clients: list[int], deltas: torch.Tensor, steps: list[int], lr: float) -> torch.Tensor:
-        """:meth:`client_update` for several clients, from their updates ``y_i - x`` (one row each)."""
-        c_i = self.clients[torch.as_tensor(clients)].to(deltas.device)
-        step_sizes = torch.tensor([k * lr for k in steps], dtype=deltas.dtype, device=deltas.device)
-        return torch.neg(deltas).div_(step_sizes.unsqueeze(1)).add_(c_i).sub_(self.c)
-
-    def apply(self, cohort: list[int], new_client_values: torch.Tensor, delta_sum: torch.Tensor) -> None:
-        """Store the cohort's ``c_i+`` (rows of ``new_client_values``) and move ``c``."""
-        self.c.add_(delta_sum.to(self.c.dtype), alpha=1.0 / self.num_clients)
-        self.clients[torch.as_tensor(cohort)] = new_client_values.to("cpu", torch.float32)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"c": self.c, "clients": self.clients}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.c.copy_(state["c"])
-        self.clients.copy_(state["clients"])

@@ -8,8 +8,10 @@ augmentation (random resized crops and flips for images, time and frequency mask
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
@@ -17,6 +19,23 @@ from gptfl_hpc.schema import Section, operational
 
 #: ZeRO stage 3 also partitions the parameters themselves; see ``_check_zero_stage``.
 SUPPORTED_ZERO_STAGES = (0, 1, 2)
+
+
+#: Config parts pretraining never reads: runs that differ only in these share one pretrained model.
+UNREAD_BY_PRETRAIN = ("federate", "data.partition")
+
+
+def pretrain_identity(science: dict[str, Any]) -> str:
+    """sha256 of what decides the pretrained model: a config's science part (``Config.science()``)
+    without the keys pretraining never reads."""
+    kept = json.loads(json.dumps(science))
+    for key in UNREAD_BY_PRETRAIN:
+        *parents, leaf = key.split(".")
+        node = kept
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(leaf, None)
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 class PretrainConfig(Section):

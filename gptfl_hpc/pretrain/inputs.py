@@ -1,9 +1,11 @@
 """What the trainer reads: the shards to train on, the real test split, and their checks.
 
-``plan_training`` runs before any rank starts, so every bad input -- no shards, shards of another
-modality than the model, too few samples for one optimizer step, a test split whose labels differ --
-is one ``UserError`` line and nothing is written. The resulting ``TrainingPlan`` is plain data that
-every rank receives, so all ranks train on the same list of shard files even if more appear later.
+``plan_training`` runs before any rank starts, so every bad input -- no shards, a shard missing,
+incomplete or not matching its recorded sha256, shards of another modality than the model, too few
+samples for one optimizer step, shards or a test split lacking one of the run's labels -- is one
+``UserError`` line and nothing is written. Samples of labels the run does not use are dropped, from
+shards and test split alike. The resulting ``TrainingPlan`` is plain data that every rank receives,
+so all ranks train on the same list of shard files even if more appear later.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from gptfl_hpc.data.audio_features import collate_padded
 from gptfl_hpc.data.base import LabeledDataset
 from gptfl_hpc.data.factory import feature_transform, open_dataset
 from gptfl_hpc.data.images import collate_images
-from gptfl_hpc.data.labels import match_labels
-from gptfl_hpc.data.shards import ShardDataset, find_complete_shards
+from gptfl_hpc.data.labels import LabelSelection, match_labels
+from gptfl_hpc.data.shards import ShardDataset, checked_shard_files
 from gptfl_hpc.errors import UserError
 
 #: Models that take log-mel features; every other model takes images.
@@ -52,31 +54,30 @@ class TrainingPlan:
     total_steps: int
     evaluate: bool
     fingerprint: str  # shard names and sizes: a resume refuses to continue on other data
+    label_selection: Optional[LabelSelection] = None  # set when shard samples of other labels were dropped
 
 
 def shard_sources(config: Config) -> list[Path]:
     """``pretrain.shards``, or the run's own ``RUN/synth``."""
-    return list(config.pretrain.shards) if config.pretrain.shards is not None else [config.run_dir / "synth"]
+    return list(config.pretrain.shards) if config.pretrain.shards is not None else [config.layout.synth]
 
 
 def resolve_shard_files(sources: Sequence[Path]) -> list[Path]:
-    """Complete shard files of every source, in source order then name order; none is an error."""
+    """Shard files of every source, in source order then name order, each checked against its
+    record (``checked_shard_files``): a synthesis folder with a planned shard missing, partial or
+    damaged is refused, never trained on with fewer or altered samples. None at all is an error."""
     files: list[Path] = []
-    for source in sources:
-        source = Path(source)
-        if source.is_dir():
-            found = find_complete_shards(source)
-            if not found:
-                raise UserError(
-                    f"no complete shards in {source}; run `gptfl synth` first or point pretrain.shards at shards"
-                )
-            files.extend(found)
-        elif source.is_file():
-            files.append(source)
-        else:
+    for source in map(Path, sources):
+        if not source.exists():
             raise UserError(
                 f"shard source {source} does not exist; run `gptfl synth` first or fix pretrain.shards"
             )
+        found = checked_shard_files(source)
+        if not found:
+            raise UserError(
+                f"no complete shards in {source}; run `gptfl synth` first or point pretrain.shards at shards"
+            )
+        files.extend(found)
     return files
 
 
@@ -85,7 +86,8 @@ def plan_training(config: Config) -> TrainingPlan:
     settings = config.pretrain
     labels = config.labels.load()
     files = resolve_shard_files(shard_sources(config))
-    dataset = ShardDataset(files, labels)  # reads headers only: labels by name, complete, one modality
+    # Reads headers (labels by name, complete, one modality), and every y of shards with other labels.
+    dataset = ShardDataset(files, labels)
     model_kind = model_input_kind(config.model.name)
     if input_kind(dataset.modality) != model_kind:
         raise UserError(
@@ -119,6 +121,7 @@ def plan_training(config: Config) -> TrainingPlan:
         total_steps=steps_per_epoch * settings.epochs,
         evaluate=settings.evaluate,
         fingerprint=_fingerprint(dataset),
+        label_selection=dataset.selection,
     )
 
 
@@ -149,7 +152,10 @@ def train_dataset(config: Config, plan: TrainingPlan) -> ShardDataset:
 
 
 def test_dataset(config: Config, labels: Sequence[str], modality: str) -> LabeledDataset:
-    """The configured real dataset's test split, classes matched to the run's labels by name."""
+    """The configured real dataset's test split, classes matched to the run's labels by name.
+
+    Samples of labels the run does not use are dropped, as from the train split.
+    """
     dataset = match_labels(open_dataset(config.data, "test"), labels)
     if input_kind(dataset.modality) != input_kind(modality):
         raise UserError(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from gptfl_hpc.layout import RunLayout
+
 
 @dataclass(frozen=True)
 class PretrainPaths:
@@ -12,12 +14,12 @@ class PretrainPaths:
 
     @property
     def folder(self) -> Path:
-        return self.run_dir / "pretrain"
+        return RunLayout(self.run_dir).pretrain
 
     @property
     def model(self) -> Path:
         """The exported downstream model: the federate stage's input."""
-        return self.folder / "model.safetensors"
+        return RunLayout(self.run_dir).pretrained_model
 
     @property
     def done(self) -> Path:
@@ -26,7 +28,13 @@ class PretrainPaths:
 
     @property
     def metrics(self) -> Path:
-        return self.folder / "metrics.jsonl"
+        """Loss, learning rate and test scores: the same bytes for the same config (on CPU)."""
+        return RunLayout(self.run_dir).pretrain_metrics
+
+    @property
+    def timing(self) -> Path:
+        """Wall-clock seconds and samples/s per logged step, kept apart so the metrics reproduce."""
+        return self.folder / "timing.jsonl"
 
     @property
     def checkpoints(self) -> Path:
@@ -40,4 +48,4 @@ class PretrainPaths:
     @property
     def cache(self) -> Path:
         """Build caches (torch extensions), per run so that nodes never share half-built files."""
-        return self.run_dir / ".cache"
+        return RunLayout(self.run_dir).cache

@@ -1,7 +1,7 @@
 """Stage 3 entry point: ``run(config)`` trains the downstream model on the synthesis shards.
 
 Reads ``RUN/synth/shard-*.h5`` (or ``pretrain.shards``), writes ``RUN/pretrain/model.safetensors``
-(the federate stage's input), ``metrics.jsonl``, ``checkpoints/`` and ``done.json``. Running it
+(the federate stage's input), ``metrics.jsonl``, ``timing.jsonl``, ``checkpoints/`` and ``done.json``. Running it
 again resumes from the latest checkpoint, or returns at once when the model is already exported.
 
 Inputs are checked in this process before any rank starts, so a bad config costs one line and
@@ -21,6 +21,7 @@ import torch
 from gptfl_hpc import durable, ranks
 from gptfl_hpc.config import Config
 from gptfl_hpc.errors import UserError
+from gptfl_hpc.pretrain.config import pretrain_identity
 from gptfl_hpc.pretrain.engine import configure_environment
 from gptfl_hpc.pretrain.inputs import TrainingPlan, plan_training
 from gptfl_hpc.pretrain.layout import PretrainPaths
@@ -76,7 +77,10 @@ def completed(config: Config) -> Optional[dict[str, Any]]:
     if not (paths.done.is_file() and paths.model.is_file()):
         return None
     summary = json.loads(paths.done.read_text())
-    return summary if summary.get("config_hash") == config.hash else None
+    # The identity of what pretraining reads: a sweep point's federate-only keys differ from those
+    # of the shared run whose model (and done.json) it links.
+    same = summary.get("pretrain_identity") == pretrain_identity(config.science())
+    return summary if same or summary.get("config_hash") == config.hash else None
 
 
 def record_inputs(paths: PretrainPaths, plan: TrainingPlan) -> None:

@@ -2,7 +2,7 @@
 
 A table is a ``(cells, columns)`` numpy ``uint64`` array; numpy's unsigned arithmetic wraps, so
 tables add and subtract modulo 2^64 and a sum of tables is the table of the multiset union. That
-linearity is what lets clients mask their tables with pairwise masks (``secure_sum``) and the
+linearity is what lets clients mask their tables with pairwise masks (``gptfl_hpc.secure_sum``) and the
 server decode only the sum.
 
 Each cell holds::

@@ -29,7 +29,7 @@ from gptfl_hpc.config import Config
 from gptfl_hpc.durable import atomic_write_json
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.prompts.config import TINY
-from gptfl_hpc.prompts.store import PROMPTS_FILE, prompts_path, read_hash
+from gptfl_hpc.prompts.store import prompts_path, read_hash
 from gptfl_hpc.prompts.templates import MODALITIES, builtin_templates, dedupe_key, label_text, unique_rendered
 from gptfl_hpc.rundir import check_run_dir, prepare_run_dir
 
@@ -189,4 +189,4 @@ def _summary(path: Path, doc: dict[str, Any], skipped: bool) -> dict[str, Any]:
     }
 
 
-__all__ = ["PROMPTS_FILE", "check", "collect_prompts", "prompts_identity", "run", "sample_seed"]
+__all__ = ["check", "collect_prompts", "prompts_identity", "run", "sample_seed"]

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from gptfl_hpc.errors import UserError
+from gptfl_hpc.layout import RunLayout
 
-PROMPTS_FILE = "prompts.json"
 RUN_FIRST = "run `gptfl prompts CONFIG` first"
 RUN_AGAIN = "run `gptfl prompts CONFIG` again"
 
@@ -34,7 +34,7 @@ class PromptsFile:
 
 
 def prompts_path(run_dir: Path) -> Path:
-    return Path(run_dir) / PROMPTS_FILE
+    return RunLayout(run_dir).prompts
 
 
 def read_hash(run_dir: Path) -> Optional[str]:

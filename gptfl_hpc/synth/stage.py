@@ -60,7 +60,7 @@ def synth_identity(config: Config) -> str:
 
 
 def synth_dir(config: Config) -> Path:
-    return config.run_dir / "synth"
+    return config.layout.synth
 
 
 @dataclass
@@ -119,6 +119,30 @@ def load_plan(config: Config, num_labels: int) -> Plan:
             num_speakers=saved["num_speakers"],
         )
     return compute_plan(config, num_labels)
+
+
+def rounding_note(config: Config, plan: Plan) -> Optional[str]:
+    """One line when ``synth.count`` is not a whole number of samples per class, else None."""
+    asked = config.synth.count
+    if asked is None or asked == plan.total:
+        return None
+    return (f"synth.count {asked} makes {plan.total} samples: whole classes of {plan.per_class} "
+            f"x {plan.num_labels} labels; set synth.count to a multiple of {plan.num_labels} to silence this")
+
+
+def check(config: Config, prompts_pending: bool = False) -> Plan:
+    """What a synthesis run needs, checked without writing anything: labels, prompts (unless the
+    prompts stage runs first), the plan and the weights; returns the plan."""
+    from gptfl_hpc.prompts.store import load_prompts
+    from gptfl_hpc.synth.generators import check_weights, resolve_weights
+
+    labels = config.labels.load()
+    if not prompts_pending:
+        load_prompts(config.run_dir, labels)
+    plan = load_plan(config, len(labels))
+    if config.synth.model.weights != "tiny":  # tiny weights are built by the first task, never missing
+        check_weights(config.synth.model, *resolve_weights(config.synth.model, config.run_dir))
+    return plan
 
 
 def prepare(config: Config) -> SynthJob:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from gptfl_hpc.errors import UserError
+from gptfl_hpc.layout import RunLayout
 from gptfl_hpc.synth.generators.config import GeneratorConfig
 from gptfl_hpc.synth.tiny import VOCODER_SUBDIR, ensure_tiny
 
@@ -28,7 +29,7 @@ def resolve_weights(config: GeneratorConfig, run_dir: Path) -> tuple[Path, Optio
     HiFi-GAN in a ``vocoder`` subfolder, used unless ``synth.model.vocoder`` names another one.
     """
     if config.weights == "tiny":
-        weights = ensure_tiny(config.kind, Path(run_dir).resolve() / "weights" / f"tiny-{config.kind}")
+        weights = ensure_tiny(config.kind, RunLayout(Path(run_dir).resolve()).weights / f"tiny-{config.kind}")
         tiny_vocoder = weights / VOCODER_SUBDIR if config.kind == "speecht5" else None
     else:
         weights = Path(config.weights).expanduser().resolve()
