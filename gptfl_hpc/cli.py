@@ -16,8 +16,16 @@ from gptfl_hpc.launch import JobFailed
 COMMANDS = ("validate", "labels", "partition", "prompts", "synth", "pretrain", "federate", "run", "sweep", "status", "report")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage mistakes are one ``UserError`` line (exit 2) instead of the usage block;
+    its subcommand parsers are of this class too."""
+
+    def error(self, message: str) -> None:
+        raise UserError(f"{message}; see `{self.prog} --help`")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="gptfl", description="GPT-FL on Slurm: label names -> synthetic data -> pretrained model -> federated model."
     )
     parser.add_argument("--version", action="version", version=f"gptfl-hpc {__version__}")
@@ -30,13 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
     try:
+        args = parser.parse_args(argv)
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            datefmt="%H:%M:%S",
+        )
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"gptfl: error: {exc}", file=sys.stderr)

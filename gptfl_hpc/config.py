@@ -10,6 +10,8 @@ import difflib
 import hashlib
 import json
 import re
+import types
+import typing
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Literal, Optional, Union
@@ -65,6 +67,8 @@ def closest_name(name: str, valid: Iterable[str]) -> Optional[str]:
     return max(prefixed, key=lambda key: difflib.SequenceMatcher(None, name, key).ratio(), default=None)
 
 
+#: A stage whose jobs take another stage's ``launcher.stages`` settings under their own.
+STAGE_FAMILY = {"federate-scratch": "federate"}
 #: The jobs of a run, as ``gptfl run`` names them (log folders, job names, ``launcher.stages`` keys).
 STAGE_NAMES = ("prompts", "synth", "pretrain", "federate", "federate-scratch", "report")
 
@@ -136,6 +140,8 @@ class LauncherConfig(Section):
                 if first["type"] == "extra_forbidden":
                     hint = closest_name(key, SlurmConfig.model_fields)
                     problem = f"is not a Slurm setting; did you mean '{hint}'?" if hint else "is not a Slurm setting"
+                elif isinstance(first.get("input"), bool) and first["type"] in _RANGE_ERRORS:
+                    problem = _boolean_problem(first["input"])
                 else:
                     problem = first["msg"].removeprefix("Value error, ")
                 raise ValueError(f"launcher.stages.{stage}.{key}: {problem}") from None
@@ -145,8 +151,9 @@ class LauncherConfig(Section):
         return self
 
     def for_stage(self, stage: str) -> "LauncherConfig":
-        """This launcher with ``stages[stage]`` applied to its Slurm parameters."""
-        changes = self.stages.get(stage)
+        """This launcher with ``stages[stage]`` applied to its Slurm parameters. FL from scratch is the
+        same federation as GPT-FL: ``stages.federate`` applies to it too, under its own settings."""
+        changes = {**self.stages.get(STAGE_FAMILY.get(stage, stage), {}), **self.stages.get(stage, {})}
         if not changes:
             return self
         slurm = SlurmConfig.model_validate({**self.slurm.model_dump(), **changes})
@@ -327,9 +334,25 @@ def parse_yaml(text: str):
 def load_config(path: Union[str, Path], overrides: Iterable[str] = ()) -> Config:
     """Read a YAML config, apply ``key.sub=value`` overrides, validate; raise ``UserError``."""
     data = read_yaml_mapping(path, "config file")
+    applied: list[str] = []
     for override in overrides:
-        apply_override(data, override)
+        try:
+            apply_override(data, override)
+        except NotASection as exc:
+            if not _is_section(_schema_type(exc.prefix.split("."))):
+                raise  # the override treats a setting as a section: the override is the mistake
+            raise UserError(_misplaced_value(exc, path, applied)) from None
+        applied.append(override)
     return validate_config(data)
+
+
+def _misplaced_value(exc: NotASection, path: Union[str, Path], applied: list[str]) -> str:
+    """Blame a plain value where the schema has a section on whoever put it there: the config file,
+    or the last override that set it (never the override that merely ran into it)."""
+    setters = [override for override in applied if _covers(override.partition("=")[0], exc.prefix)]
+    where = f"override '{setters[-1]}'" if setters else f"config file {path}"
+    held = "is empty" if exc.value is None else f"holds {exc.value!r}"
+    return f"{where}: '{exc.prefix}' is a section but {held}; give it keys ({exc.prefix}: {{key: value}}) or remove it"
 
 
 def read_yaml_mapping(path: Union[str, Path], what: str) -> dict[str, Any]:
@@ -374,11 +397,19 @@ def coerced_boolean(given: dict[str, Any], section: BaseModel) -> Optional[tuple
     return None
 
 
+#: pydantic's range errors: a true/false reaching one was read as 1/0.
+_RANGE_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
+
+
+def _boolean_problem(value: bool) -> str:
+    return f"{str(value).lower()} is a boolean, not a number; write the number"
+
+
 def _coerced(raw: Any, value: Any, key: str) -> Optional[tuple[str, str]]:
     if isinstance(raw, bool):
         if isinstance(value, bool):
             return None
-        return key, f"{str(raw).lower()} is a boolean, not a number; write a number such as {int(raw)}"
+        return key, _boolean_problem(raw)
     if isinstance(raw, dict) and isinstance(value, BaseModel):
         found = coerced_boolean(raw, value)
         return (f"{key}.{found[0]}", found[1]) if found else None
@@ -405,6 +436,19 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     set_key(data, key, value, f"override '{override}'")
 
 
+class NotASection(UserError):
+    """A dotted key runs through ``prefix``, which holds the plain ``value``, not a section."""
+
+    def __init__(self, source: str, prefix: str, value: Any):
+        super().__init__(f"{source}: '{prefix}' is a value, not a section")
+        self.prefix, self.value = prefix, value
+
+
+def _covers(key: str, prefix: str) -> bool:
+    """Whether setting ``key`` sets ``prefix`` (the same key or a section holding it)."""
+    return prefix == key or prefix.startswith(key + ".")
+
+
 def set_key(data: dict[str, Any], key: str, value: Any, source: str) -> None:
     """Set the dotted ``key`` in a nested dict, making sections on the way; ``source`` names the
     setting in the error when a section on the path already holds a plain value."""
@@ -413,8 +457,7 @@ def set_key(data: dict[str, Any], key: str, value: Any, source: str) -> None:
     for depth, part in enumerate(parents):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            prefix = ".".join(parents[: depth + 1])
-            raise UserError(f"{source}: '{prefix}' is a value, not a section")
+            raise NotASection(source, ".".join(parents[: depth + 1]), child)
         node = child
     node[leaf] = value
 
@@ -426,17 +469,19 @@ def describe_error(error: dict[str, Any], data: dict[str, Any]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         valid = _valid_keys(loc[:-1])
-        hint = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.6)
-        fix = f"did you mean '{_join(loc[:-1], hint[0])}'?" if hint else f"valid keys here: {', '.join(valid)}"
+        hint = closest_name(loc[-1], valid)
+        fix = f"did you mean '{_join(loc[:-1], hint)}'?" if hint else f"valid keys here: {', '.join(valid)}"
         return f"config: unknown key '{key}'; {fix}"
     if kind == "missing":
         return f"config: missing key '{key}'; add it to the config"
+    got = error.get("input")
+    if isinstance(got, bool) and kind in _RANGE_ERRORS:  # true/false read as 1/0, then out of range
+        return f"config: key '{key}': {_boolean_problem(got)}"
     message = error["msg"]
     if kind == "value_error":
         message = message.removeprefix("Value error, ")
         # Section-level checks already name their keys ("labels.path ... does not exist").
         return f"config: {message}" if not key or message.startswith(key) else f"config: key '{key}': {message}"
-    got = error.get("input")
     shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
     return f"config: key '{key}': {message[0].lower() + message[1:]}{shown}; fix the value"
 
@@ -447,14 +492,37 @@ def _join(parents: list[str], leaf: str) -> str:
 
 def _valid_keys(loc: list[str]) -> list[str]:
     """Field names of the section at ``loc`` (a path of field names from the root)."""
-    model: type[BaseModel] = Config
+    kind = _schema_type(loc)
+    return sorted(kind.model_fields) if _is_model(kind) else []
+
+
+def _schema_type(loc: list[str]) -> Any:
+    """The schema's type at ``loc`` (a path of keys from the root, ``Optional`` unwrapped), or None
+    where the schema has no such key."""
+    kind: Any = Config
     for part in loc:
-        field = model.model_fields.get(part)
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return sorted(model.model_fields)
+        if _is_model(kind):
+            field = kind.model_fields.get(part)
+            if field is None:
+                return None
+            kind = field.annotation
+        elif typing.get_origin(kind) is dict:
+            kind = typing.get_args(kind)[1]
+        else:
+            return None
+        members = [member for member in typing.get_args(kind) if member is not type(None)]
+        if typing.get_origin(kind) in (Union, types.UnionType) and len(members) == 1:
+            kind = members[0]
+    return kind
+
+
+def _is_model(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, BaseModel)
+
+
+def _is_section(kind: Any) -> bool:
+    """Whether the schema holds keys there (a section, or a mapping such as ``launcher.stages``)."""
+    return _is_model(kind) or typing.get_origin(kind) is dict
 
 
 #: How the shipped paper configs mark what each user must fill in (data roots, weights).

@@ -3,13 +3,21 @@
 Every file a stage leaves behind is either absent or whole: it is written under a temporary name
 in the same directory, fsynced, and renamed over the target (rename is atomic within a file
 system). A killed process therefore never leaves a half-written checkpoint that a resume would read.
+
+A file damaged later (a full disk, a bad copy, a truncation) is caught by the SHA-256 checksums
+written with every checkpoint: a resume takes the newest checkpoint that matches them, moves the
+damaged ones into ``damaged/`` with one warning line each, and never deletes them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
+import pickle
 import random
+import re
 import secrets
 import shutil
 import tempfile
@@ -24,6 +32,14 @@ if TYPE_CHECKING:  # torch is imported where needed: label and config commands s
 
 PathLike = Union[str, Path]
 LATEST = "latest"
+#: Folder beside the checkpoints that holds each one's ``NAME.sha256``.
+CHECKSUMS = "checksums"
+#: Where a resume moves damaged checkpoints, beside the good ones.
+DAMAGED = "damaged"
+#: What ``torch.load`` raises on a damaged file (a truncated zip, a cut pickle, an unsafe object).
+UNREADABLE = (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError)
+
+log = logging.getLogger(__name__)
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once at import: os.umask can only be read by setting it
 
@@ -123,14 +139,103 @@ def atomic_save(path: PathLike, save: Callable[[Path], None]) -> None:
         save(tmp)
 
 
+def atomic_save_with_checksum(path: PathLike, save: Callable[[Path], None]) -> str:
+    """``atomic_save`` that returns the SHA-256 of the bytes written."""
+    with atomic_path(path) as tmp:
+        save(tmp)
+        return sha256_of(tmp)
+
+
+# --------------------------------------------------------------------------- checksums
+
+
+def sha256_of(path: PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksum_file_of(checkpoint: PathLike) -> Path:
+    """``checkpoints/round-000010.pt`` -> ``checkpoints/checksums/round-000010.pt.sha256``: apart
+    from the checkpoints, so a checkpoint folder holds only what DeepSpeed wrote."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.parent / CHECKSUMS / f"{checkpoint.name}.sha256"
+
+
+def write_checksums(checkpoint: PathLike, digests: dict[PathLike, str]) -> None:
+    """Record the SHA-256 of a checkpoint's files (paths as given, under the checkpoint's folder) in
+    ``sha256sum`` format: ``cd checkpoints && sha256sum -c checksums/NAME.sha256`` checks them by
+    hand. Written after the files it lists."""
+    root = Path(checkpoint).parent
+    named = sorted((str(Path(path).relative_to(root)), digest) for path, digest in digests.items())
+    atomic_write_text(checksum_file_of(checkpoint), "".join(f"{digest}  {name}\n" for name, digest in named))
+
+
+_CHECKSUM_LINE = re.compile(r"^([0-9a-f]{64})  (\S.*)$")
+
+
+def checkpoint_problem(
+    checkpoint: PathLike, check_unrecorded: Optional[Callable[[Path], Optional[str]]] = None
+) -> Optional[str]:
+    """What is wrong with a checkpoint (file or folder), or None when it is usable: its files are
+    checked against its checksum file. One from before checksums has none; it is checked by
+    ``check_unrecorded`` (default: loading it with ``load_checkpoint``)."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.exists():
+        return "missing"
+    checksums = checksum_file_of(checkpoint)
+    if not checksums.is_file():
+        check = check_unrecorded or (lambda path: load_problem(path, load_checkpoint))
+        return check(checkpoint)
+    try:
+        entries = [_CHECKSUM_LINE.match(line) for line in checksums.read_text().splitlines()]
+    except (OSError, UnicodeDecodeError) as error:
+        return f"{checksums.name} is unreadable ({error})"
+    if not entries or not all(entries):
+        return f"{checksums.name} is malformed"
+    for entry in entries:
+        digest, name = entry.groups()
+        path = checkpoint.parent / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if sha256_of(path) != digest:
+            return f"{name} does not match its checksum"
+    return None
+
+
+def load_problem(path: PathLike, load: Callable[[Path], Any]) -> Optional[str]:
+    """Check a file that has no checksum by loading it: what ``load`` raised, or None."""
+    try:
+        load(Path(path))
+    except UNREADABLE as error:
+        # torch's messages run on for several sentences; the first says what failed.
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
+        return f"{Path(path).name} is unreadable: {reason}"
+    return None
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 
 def save_checkpoint(path: PathLike, state: dict[str, Any]) -> None:
-    """``torch.save`` atomically; ``state`` must hold only tensors and plain Python values."""
+    """``torch.save`` atomically, then its checksum file; ``state`` must hold only tensors and plain
+    Python values."""
     import torch
 
-    atomic_save(path, lambda tmp: torch.save(state, tmp))
+    digest = atomic_save_with_checksum(path, lambda tmp: torch.save(state, tmp))
+    write_checksums(path, {path: digest})
+
+
+def remove_checkpoint(path: PathLike) -> None:
+    """Delete a checkpoint (file or folder) and its checksum file."""
+    path = Path(path)
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+    checksum_file_of(path).unlink(missing_ok=True)
 
 
 def load_checkpoint(path: PathLike) -> dict[str, Any]:
@@ -165,6 +270,74 @@ def read_latest(directory: PathLike) -> Optional[Path]:
         return None
     target = Path(directory) / pointer.read_text().strip()
     return target if target.exists() else None
+
+
+def newest_intact_checkpoint(
+    directory: PathLike, number_of: Callable[[str], Optional[int]], problem_of: Callable[[Path], Optional[str]]
+) -> Optional[Path]:
+    """The checkpoint to resume from: the newest, up to the one ``latest`` names, that
+    ``problem_of`` finds nothing wrong with; None when there is none.
+
+    Each damaged one is moved into ``directory/damaged/`` (never deleted: it is the user's data)
+    and reported in one warning line; ``latest`` then names the one chosen, or is removed.
+    ``number_of`` reads a checkpoint's step or round from its name (None: not a checkpoint).
+    """
+    directory = Path(directory)
+    damaged: list[tuple[Path, str]] = []
+    chosen = None
+    for candidate in _checkpoints_up_to_latest(directory, number_of):
+        problem = problem_of(candidate)
+        if problem is None:
+            chosen = candidate
+            break
+        damaged.append((candidate, problem))
+    if not damaged:
+        return chosen
+    outcome = f"resuming from {chosen.name}" if chosen else "no intact checkpoint is left: starting over"
+    for path, problem in damaged:
+        moved = set_aside(path)
+        kept = f"; kept as {moved}" if moved else ""
+        log.warning("checkpoint %s is damaged (%s)%s; %s", path, problem, kept, outcome)
+    if chosen is not None:
+        write_latest(directory, chosen.name)
+    else:
+        (directory / LATEST).unlink(missing_ok=True)
+    return chosen
+
+
+def _checkpoints_up_to_latest(directory: Path, number_of: Callable[[str], Optional[int]]) -> list[Path]:
+    """Newest first: the one ``latest`` names (even if it is missing) and the older ones. Newer
+    ones are saves a kill interrupted: ``latest`` never named them."""
+    pointer = directory / LATEST
+    if not pointer.is_file():
+        return []
+    named = directory / pointer.read_text().strip()
+    newest = number_of(named.name)
+    if newest is None:  # not a checkpoint's name: weigh every checkpoint there is
+        named, newest = None, float("inf")
+    older = {n: path for path in directory.iterdir() if (n := number_of(path.name)) is not None and n < newest}
+    return [*([named] if named else []), *(older[n] for n in sorted(older, reverse=True))]
+
+
+def set_aside(path: PathLike) -> Optional[Path]:
+    """Move a damaged checkpoint (file or folder, with its checksum file) into ``damaged/`` beside
+    it, under a fresh name if that one is taken; returns where it went (None: it was missing)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    folder = path.parent / DAMAGED
+    target = folder / path.name
+    copy = 1
+    while target.exists() or checksum_file_of(target).exists():
+        copy += 1
+        target = folder / f"{path.name}.{copy}"
+    checksum_file_of(target).parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, target)
+    if checksum_file_of(path).exists():
+        os.replace(checksum_file_of(path), checksum_file_of(target))
+    _fsync_dir(folder)
+    _fsync_dir(path.parent)
+    return target
 
 
 # --------------------------------------------------------------------------- RNG state

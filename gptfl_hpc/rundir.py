@@ -9,6 +9,7 @@ Where each file lives is :class:`gptfl_hpc.layout.RunLayout`.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -22,7 +23,8 @@ HASH_FILE = RunLayout(Path()).hash_file.name
 
 
 def check_run_dir(config: Config) -> None:
-    """Refuse a run_dir that was made by a different config; writes nothing."""
+    """Refuse a run_dir that cannot be written or that was made by a different config; writes nothing."""
+    check_writable(config.run_dir)
     saved = saved_hash(config.run_dir)
     if saved is None or saved == config.hash:
         return
@@ -32,6 +34,30 @@ def check_run_dir(config: Config) -> None:
         f"run_dir {config.run_dir} was made by a different config (changed: {shown or 'unknown'}); "
         "use a new run_dir or the original config"
     )
+
+
+def check_writable(run_dir: Path) -> None:
+    """Refuse a run_dir that is a file, or that this user cannot write (or make) as a folder."""
+    if _exists(run_dir):
+        if not run_dir.is_dir():
+            raise UserError(f"run_dir {run_dir} is a file, not a folder; choose another run_dir")
+        if not os.access(run_dir, os.W_OK | os.X_OK):
+            raise UserError(f"run_dir {run_dir} is not writable; fix its permissions or choose another run_dir")
+        return
+    ancestor = next(parent for parent in run_dir.parents if _exists(parent))
+    if not ancestor.is_dir():
+        raise UserError(f"run_dir {run_dir} cannot be made: {ancestor} is a file; choose another run_dir")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(
+            f"run_dir {run_dir} cannot be made: {ancestor} is not writable; choose a run_dir in a folder you can write"
+        )
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except PermissionError:  # inside a folder this user may not search: as good as absent
+        return False
 
 
 def prepare_run_dir(config: Config) -> Path:

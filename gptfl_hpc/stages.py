@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -43,7 +43,7 @@ class Stage:
     ranks_key: Optional[str] = None  # the config key with the stage's rank count
     plan: Optional[Callable[[Config], Any]] = None  # an array stage's plan: ``num_tasks`` tasks of the array
     always_rerun: bool = False  # cheap and derived from the others: remade by every `gptfl run`
-    prerequisites: tuple[str, ...] = field(default=())  # stages its command runs first when not done
+    prerequisites: tuple[str, ...] = ()  # stages its own command runs first when they are not done
 
     def ranks(self, config: Config) -> int:
         if self.ranks_key is None:
@@ -80,13 +80,16 @@ class Stage:
 # --------------------------------------------------------------------------- states
 
 
+def _started(folder: Path) -> dict[str, Any]:
+    """The state of a stage that is not done: partial when its folder holds anything (checkpoints)."""
+    return {"state": "partial" if folder.is_dir() and any(folder.iterdir()) else "missing"}
+
+
 def _file_state(path: Path, folder: Optional[Path] = None) -> dict[str, Any]:
-    """Done when ``path`` exists; partial when ``folder`` holds anything (checkpoints, shards)."""
+    """Done when ``path`` exists, else partial or missing by what ``folder`` holds."""
     if path.is_file():
         return {"state": "done"}
-    if folder is not None and folder.is_dir() and any(folder.iterdir()):
-        return {"state": "partial"}
-    return {"state": "missing"}
+    return _started(folder) if folder is not None else {"state": "missing"}
 
 
 def _prompts_state(config: Config) -> dict[str, Any]:
@@ -117,7 +120,7 @@ def _pretrain_state(config: Config) -> dict[str, Any]:
 
     if completed(config) is not None:  # the model, and done.json written by this config after it
         return {"state": "done"}
-    return _file_state(Path("/nonexistent"), config.layout.pretrain)
+    return _started(config.layout.pretrain)
 
 
 def _federation_state(init: str) -> Callable[[Config], dict[str, Any]]:
@@ -125,7 +128,7 @@ def _federation_state(init: str) -> Callable[[Config], dict[str, Any]]:
         folder = config.layout.federation(init)
         if (folder / FEDERATION_SUMMARY).is_file() and (folder / FEDERATION_MODEL).is_file():
             return {"state": "done"}
-        return _file_state(Path("/nonexistent"), folder)
+        return _started(folder)
 
     return state
 
@@ -155,9 +158,59 @@ def synth_plan(config: Config) -> Any:
     return load_plan(config, len(config.labels.load()))
 
 
+#: What each ``data.dataset`` holds, in the words shards use.
+DATASET_MODALITY = {"digits": "image", "cifar10": "image", "cifar100": "image", "flowers102": "image",
+                    "speech_commands": "speech", "esc50": "audio"}
+
+
+def _input_choices(key: str, kind: str) -> list[str]:
+    """The values of ``key`` (``synth.model.kind``, ``model.name`` or ``data.dataset``) for ``kind`` input."""
+    from typing import get_args
+
+    from gptfl_hpc.models.config import ModelName
+    from gptfl_hpc.pretrain.inputs import input_kind, model_input_kind
+    from gptfl_hpc.synth.generators.config import MODALITY
+
+    if key == "synth.model.kind":
+        return [name for name, modality in MODALITY.items() if input_kind(modality) == kind]
+    if key == "model.name":
+        return [name for name in get_args(ModelName) if model_input_kind(name) == kind]
+    return [name for name, modality in DATASET_MODALITY.items() if input_kind(modality) == kind]
+
+
+def require_same_input(config: Config, first: str, second: str) -> None:
+    """Refuse two of ``synth.model.kind``, ``model.name`` and ``data.dataset`` of which one is for
+    images and the other for audio (speech and sound both become log-mel features)."""
+    from gptfl_hpc.pretrain.inputs import input_kind, model_input_kind
+
+    kinds = {
+        "synth.model.kind": (config.synth.model.kind, input_kind(config.synth.model.modality)),
+        "model.name": (config.model.name, model_input_kind(config.model.name)),
+        "data.dataset": (config.data.dataset, input_kind(DATASET_MODALITY[config.data.dataset])),
+    }
+    (value, kind), (other, other_kind) = kinds[first], kinds[second]
+    if kind != other_kind:
+        raise UserError(
+            f"{first} {value} is for {_PLURAL[kind]} but {second} {other} is for {_PLURAL[other_kind]}; "
+            f"set {first} to {_one_of(_input_choices(first, other_kind))}, "
+            f"or {second} to {_one_of(_input_choices(second, kind))}"
+        )
+
+
+_PLURAL = {"image": "images", "audio": "audio"}
+
+
+def _one_of(names: list[str]) -> str:
+    return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
 def _check_synth(config: Config, pending: frozenset) -> Any:
     from gptfl_hpc.synth.stage import check, rounding_note
 
+    if config.synth.count is None:
+        # Sized from the private dataset, the samples stand in for it; an explicit synth.count makes
+        # shards of their own (for pretrain.shards elsewhere), of any modality.
+        require_same_input(config, "synth.model.kind", "data.dataset")
     plan = check(config, prompts_pending="prompts" in pending)
     if config.launcher.executor == "slurm":
         from gptfl_hpc.launch.executors import max_array_size
@@ -181,6 +234,7 @@ def _check_pretrain(config: Config, pending: frozenset) -> Any:
     if devices_are_here(config):
         check_rank_devices(config.pretrain.ranks)
     if "synth" in pending:  # the shards are made first: their checks run when the job starts
+        require_same_input(config, "synth.model.kind", "model.name")  # but their modality is known now
         return None
     return plan_training(config)
 
@@ -189,6 +243,7 @@ def _check_federation(init: str) -> Check:
     def check(config: Config, pending: frozenset) -> Any:
         from gptfl_hpc.fl.stage import preflight
 
+        require_same_input(config, "model.name", "data.dataset")
         return preflight(config, init, check_local_devices=devices_are_here(config),
                          model_pending="pretrain" in pending)
 

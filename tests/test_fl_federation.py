@@ -1,4 +1,5 @@
-"""Whole federations on the quickstart data: ranks, secure mode, GPT-FL init, SIGKILL + resume, bad input.
+"""Whole federations on the quickstart data: ranks, secure mode, GPT-FL init, SIGKILL + resume,
+damaged checkpoints, bad input.
 
 Real processes throughout: 2-rank worlds are spawned with gloo, the kill tests run ``gptfl federate
 configs/quickstart.yaml --executor inline`` in a subprocess and SIGKILL its whole process group.
@@ -8,6 +9,7 @@ A tiny ConvNet (width 8) and one thread per rank keep each federation to a few s
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -20,7 +22,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gptfl_hpc import cli
+from gptfl_hpc import cli, durable, preemption
 from gptfl_hpc.config import load_config
 from gptfl_hpc.data.factory import open_dataset
 from gptfl_hpc.data.images import to_float_images
@@ -204,6 +206,79 @@ def test_sigkilled_two_rank_scaffold_resumes_bit_identically(tmp_path):
     sampled = {c for r in metrics(killed / "federate-scratch")[1:] for c in r["clients"]}
     nonzero = {c for c in range(control["clients"].shape[0]) if control["clients"][c].abs().sum() > 0}
     assert nonzero == sampled
+
+
+# --------------------------------------------------------------------------- damaged checkpoints
+
+
+def stop_after_next_round(run_dir: Path) -> None:
+    """Run the reference's config (2 rounds) until the next round is checkpointed, then stop there."""
+    preemption.request()
+    try:
+        with pytest.raises(preemption.Preempted):
+            stage.run(config(run_dir, "federate.rounds=2"))
+    finally:
+        preemption.clear()
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:1000])
+
+
+def damaged_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "damaged" in r.getMessage()]
+
+
+def test_truncated_latest_checkpoint_falls_back_to_the_older_one_and_the_same_bytes(one_rank, tmp_path, caplog):
+    write_pretrained(tmp_path)
+    stop_after_next_round(tmp_path)
+    stop_after_next_round(tmp_path)  # round 2 is the last: checkpointed, not finished
+    out = tmp_path / "federate"
+    checkpoints = out / "checkpoints"
+    newest = checkpoints / "round-000002.pt"
+    assert read_latest(checkpoints) == newest and not (out / "model.safetensors").exists()
+    assert durable.checkpoint_problem(newest) is None and durable.checksum_file_of(newest).is_file()
+    truncate(newest)
+
+    with caplog.at_level(logging.WARNING):
+        stage.run(config(tmp_path, "federate.rounds=2"))
+    [warning] = damaged_warnings(caplog)
+    assert str(newest) in warning and "does not match its checksum" in warning and "resuming from round-000001.pt" in warning
+    assert (checkpoints / durable.DAMAGED / "round-000002.pt").stat().st_size == 1000  # kept, not deleted
+    assert_same_outputs(one_rank / "federate", out)
+    assert read_latest(checkpoints) == newest and durable.checkpoint_problem(newest) is None
+
+
+@pytest.mark.parametrize(
+    "checksum_file, truncated, expected_warning",
+    [
+        (False, False, None),  # from before checksums: checked by loading it, and used
+        (True, True, "does not match its checksum"),
+        (False, True, "is unreadable"),
+    ],
+)
+def test_only_checkpoint_resumes_if_intact_else_the_run_starts_over(
+    one_rank, tmp_path, caplog, checksum_file, truncated, expected_warning
+):
+    write_pretrained(tmp_path)
+    stop_after_next_round(tmp_path)
+    checkpoints = tmp_path / "federate" / "checkpoints"
+    only = checkpoints / "round-000001.pt"
+    if not checksum_file:
+        durable.checksum_file_of(only).unlink()
+    if truncated:
+        truncate(only)
+
+    with caplog.at_level(logging.INFO):
+        stage.run(config(tmp_path, "federate.rounds=2"))
+    resumed = any("from round-000001.pt (round 1 of 2)" in r.getMessage() for r in caplog.records)
+    if expected_warning is None:
+        assert resumed and damaged_warnings(caplog) == []
+    else:
+        [warning] = damaged_warnings(caplog)
+        assert str(only) in warning and expected_warning in warning and "starting over" in warning
+        assert not resumed and (checkpoints / durable.DAMAGED / only.name).is_file()
+    assert_same_outputs(one_rank / "federate", tmp_path / "federate")
 
 
 # --------------------------------------------------------------------------- bad input

@@ -131,6 +131,7 @@ def test_pretrain_on_two_nodes_equals_two_tasks_on_one_node(tmp_path, multi_node
 
 
 FEDERATE = ["federate.rounds=6", "federate.clients_per_round=8", "federate.ranks=2", "federate.init=scratch"]
+FEDERATE_OUT = "federate-scratch"  # federate.init=scratch: FL from scratch, the stage of that name
 FEDERATE_SLURM = ["launcher.slurm.time=10", "launcher.poll_interval_s=1", "launcher.preempt_grace_s=30",
                   "--executor", "slurm"]
 
@@ -158,7 +159,7 @@ def federate_reference(tmp_path_factory) -> Path:
     """Two local ranks, uninterrupted."""
     run_dir = tmp_path_factory.mktemp("federate-reference")
     federate_stage.run(load_config(QUICKSTART, [f"run_dir={run_dir}", *SMALL, *FEDERATE]))
-    return run_dir / "federate"
+    return run_dir / FEDERATE_OUT
 
 
 def test_federate_ranks_on_two_nodes_equal_two_local_ranks(tmp_path, multi_node_cluster, federate_reference):
@@ -166,8 +167,8 @@ def test_federate_ranks_on_two_nodes_equal_two_local_ranks(tmp_path, multi_node_
     proc = gptfl_federate(run_dir, "launcher.stages.federate.nodes=2")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
-    assert job_nodes(submitted_job_id(run_dir, "federate")) == set(multi_node_cluster.nodes[:2])
-    assert_same_outputs(federate_reference, run_dir / "federate")
+    assert job_nodes(submitted_job_id(run_dir, FEDERATE_OUT)) == set(multi_node_cluster.nodes[:2])
+    assert_same_outputs(federate_reference, run_dir / FEDERATE_OUT)
 
 
 SYNTH_SIZES = ["synth.count=144", "synth.samples_per_shard=48", "synth.model.steps=12"]
@@ -259,18 +260,18 @@ def test_federate_job_on_a_failed_node_resumes_from_its_checkpoint(tmp_path, fed
     job_id = re.search(r"slurm job (\d+)", out).group(1)
 
     def checkpointed_round() -> int:
-        latest = read_latest(run_dir / "federate" / "checkpoints")
+        latest = read_latest(run_dir / FEDERATE_OUT / "checkpoints")
         return int(latest.stem.split("-")[1]) if latest is not None else 0
 
     wait_for(lambda: checkpointed_round() >= 2, 300, "the job to checkpoint round 2")
     node = running_node(job_id)
     node_failure(node)
-    wait_for(lambda: (run_dir / "federate" / "summary.json").exists(), 600, "the requeued job to finish")
+    wait_for(lambda: (run_dir / FEDERATE_OUT / "summary.json").exists(), 600, "the requeued job to finish")
 
     assert restarts(job_id) == 1 and node not in job_nodes(job_id)
-    assert_same_outputs(federate_reference, run_dir / "federate")
-    logs = "".join(p.read_text(errors="replace") for p in (run_dir / "logs" / "federate").rglob("*.err"))
+    assert_same_outputs(federate_reference, run_dir / FEDERATE_OUT)
+    logs = "".join(p.read_text(errors="replace") for p in (run_dir / "logs" / FEDERATE_OUT).rglob("*.err"))
     assert "resum" in logs, logs[-3000:]
     # Every round once in the metrics, none repeated by the requeued run.
-    rounds = [json.loads(line)["round"] for line in (run_dir / "federate" / "metrics.jsonl").read_text().splitlines()]
+    rounds = [json.loads(line)["round"] for line in (run_dir / FEDERATE_OUT / "metrics.jsonl").read_text().splitlines()]
     assert rounds == list(range(7))

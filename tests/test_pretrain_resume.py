@@ -1,9 +1,11 @@
 """A pretrain run stopped at any step -- SIGKILL, preemption, a trainer left after step k -- and run
-again ends with the uninterrupted run's bytes; identical runs write identical metrics."""
+again ends with the uninterrupted run's bytes, also when its latest checkpoint was damaged since;
+identical runs write identical metrics."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import signal
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 from fixtures_shards import pretrain_settings, write_config, write_digit_shards
 
-from gptfl_hpc import preemption, ranks
+from gptfl_hpc import durable, preemption, ranks
 from gptfl_hpc.config import load_config
 from gptfl_hpc.pretrain.checkpoints import step_of
 from gptfl_hpc.pretrain.layout import PretrainPaths
@@ -166,3 +168,39 @@ def test_preempted_run_resumes_to_the_uninterrupted_bytes(uninterrupted, tmp_pat
 
     assert run(config)["resumes"] == 1
     assert_same_outputs(paths, uninterrupted)
+
+
+def damaged_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "damaged" in r.getMessage()]
+
+
+def test_truncated_latest_checkpoint_falls_back_to_the_older_one_and_the_same_bytes(uninterrupted, tmp_path, caplog):
+    config = make_small_run(tmp_path)
+    paths = PretrainPaths(config.run_dir)
+    plan = preflight(config)
+    prepare_run_dir(config)
+    record_inputs(paths, plan)
+    ranks.run_on_ranks(train_first_steps, 1, (config, plan, 5))
+    ranks.run_on_ranks(train_first_steps, 1, (config, plan, 2))  # resumes at step 5, saves step 7
+    older, newest = paths.checkpoints / "step-000000005", paths.checkpoints / "step-000000007"
+    assert durable.read_latest(paths.checkpoints) == newest and older.is_dir()
+    files = sorted(path.name for path in newest.iterdir())
+    listed = [line.split("  ")[1] for line in durable.checksum_file_of(newest).read_text().splitlines()]
+    assert listed == [f"{newest.name}/{name}" for name in files] and len(files) == 2  # model states, ZeRO partition
+    for name in files:
+        path = newest / name
+        path.write_bytes(path.read_bytes()[:1000])
+    durable.checksum_file_of(older).unlink()  # as written before checksums: checked by loading it
+
+    with caplog.at_level(logging.WARNING):
+        summary = run(config)
+    [warning] = damaged_warnings(caplog)
+    assert str(newest) in warning and "mp_rank_00_model_states.pt" in warning and "resuming from step-000000005" in warning
+    set_aside = paths.checkpoints / durable.DAMAGED / newest.name
+    assert sorted(path.name for path in set_aside.iterdir()) == files  # kept, not deleted
+    assert durable.checksum_file_of(set_aside).is_file()
+    assert summary["resumes"] == 1
+    assert_same_outputs(paths, uninterrupted)
+    kept = ["step-000000015", "step-000000020"]  # pruned with their checksum files
+    assert sorted(path.name for path in paths.checkpoints.glob("step-*")) == kept
+    assert sorted(path.name for path in (paths.checkpoints / durable.CHECKSUMS).iterdir()) == [f"{k}.sha256" for k in kept]

@@ -148,3 +148,16 @@ def test_run_checks_the_clusters_max_array_size(tmp_path):
                  "--executor", "slurm", check=False)
     assert proc.returncode == 2 and "MaxArraySize" in proc.stderr and "lower synth.tasks" in proc.stderr
     assert not run_dir.exists()
+
+
+def test_launcher_stage_keys_are_the_stage_names():
+    from gptfl_hpc.config import STAGE_NAMES
+
+    assert STAGE_NAMES == tuple(stage.name for stage in PIPELINE)  # launcher.stages.<name> per-stage settings
+
+
+def test_fl_from_scratch_takes_the_federate_launcher_settings_under_its_own(tmp_path):
+    config = quickstart(tmp_path, "launcher.stages={federate: {nodes: 2, qos: high}, federate-scratch: {qos: low}}")
+    scratch = config.launcher.for_stage(BASELINE.name).slurm
+    assert (scratch.nodes, scratch.qos) == (2, "low")
+    assert config.launcher.for_stage("pretrain").slurm.nodes == 1

@@ -12,7 +12,8 @@ EXECUTORS = ("inline", "local", "slurm", "debug")
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML config file, e.g. configs/quickstart.yaml")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override a config value, e.g. seed=3")
+    # default=[]: argparse would otherwise call the optional overrides required when the config is missing
+    parser.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE", help="override a config value, e.g. seed=3")
 
 
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:

@@ -17,11 +17,13 @@ other labels are dropped when the dataset is built (which reads every ``y`` of s
 an index map turns dataset indices into shard positions, so reads stay per sample and runs of
 kept neighbours still merge into one slice.
 
-A shard folder is checked before it is read (``checked_shard_files``): a synthesis folder (one with
-``plan.json`` or ``manifest.json``) must hold every planned shard, complete and matching its
-recorded sha256, and is refused otherwise -- never read with shards left out or altered. In other
-folders a shard with a record beside it must match it; plain complete shards without records are
-read as they are, and incomplete ones skipped.
+Shards are checked against their records before they are read (``checked_shard_files``, which
+hashes every shard): a synthesis folder (one with ``plan.json`` or ``manifest.json``) must hold
+every planned shard, complete and matching its recorded sha256, and is refused otherwise -- never
+read with shards left out or altered. Elsewhere a shard with a record beside it must match it;
+plain complete shards without records are read as they are, incomplete ones skipped.
+``ShardDataset`` checks a folder or file it is given; a list of files is read as given (pretraining
+checks its sources when it plans, before any rank builds its dataset).
 """
 
 from __future__ import annotations

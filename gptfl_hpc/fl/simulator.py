@@ -6,11 +6,12 @@ part in one ``all_reduce``, and applies the server step to identical totals. Ran
 files. The client algorithm (``algorithms.py``) supplies each client's local terms and keeps its
 own state; the loop never asks which algorithm runs. Checkpoints (every ``checkpoint_every``
 rounds, at the end, and on preemption) hold the global model, the server optimizer, the client
-algorithm's state (e.g. control variates) and the metric records; the cohort, the
-client-to-rank assignment and every client's random stream are functions of ``(seed, round,
-client)``, so the round number is all the sampler state there is. A run killed at any moment and
-started again with the same command therefore ends bit-identical (on CPU) to one that was never
-interrupted.
+algorithm's state (e.g. control variates) and the metric records; each comes with a SHA-256
+checksum file, and a resume takes the newest one that matches it, setting damaged ones aside. The
+cohort, the client-to-rank assignment and every client's random stream are functions of ``(seed,
+round, client)``, so the round number is all the sampler state there is. A run killed at any
+moment and started again with the same command therefore ends bit-identical (on CPU) to one that
+was never interrupted.
 
 Files in ``OUT`` (``RUN/federate`` or ``RUN/federate-scratch``): ``model.safetensors`` (final
 global model), ``metrics.jsonl`` (one deterministic record per round, plus round 0 = the initial
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +56,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 KEEP_CHECKPOINTS = 2
+_CHECKPOINT_NAME = re.compile(r"^round-(\d{6,})\.pt$")
 #: Checkpoint key of the client algorithm's state; "control" keeps checkpoints with control variates loadable.
 ALGORITHM_STATE = "control"
 
@@ -335,14 +338,28 @@ class Simulation:
         if self.out_dir is None:
             return
         if self.rank == 0:
-            name = f"round-{self.round:06d}.pt"
-            durable.save_checkpoint(self.ckpt_dir / name, self._state())
-            durable.write_latest(self.ckpt_dir, name)
-            for old in sorted(self.ckpt_dir.glob("round-*.pt"))[:-KEEP_CHECKPOINTS]:
-                old.unlink(missing_ok=True)
+            path = self.ckpt_dir / checkpoint_name(self.round)
+            durable.save_checkpoint(path, self._state())
+            problem = durable.checkpoint_problem(path)
+            if problem is None:
+                durable.write_latest(self.ckpt_dir, path.name)
+                self._prune_checkpoints()
+            else:  # latest and the older checkpoints stay: a resume still has a good one
+                log.warning("checkpoint %s failed its check right after saving (%s); latest stays where it was",
+                            path, problem)
             self._write_logs()
-        if dist.is_available() and dist.is_initialized() and self.world_size > 1:
+        if self._distributed:
             dist.barrier()  # no rank leaves (e.g. on preemption) before the checkpoint is durable
+
+    def _prune_checkpoints(self) -> None:
+        """Keep the ``KEEP_CHECKPOINTS`` newest up to this round's, which was just checked."""
+        rounds = sorted(n for path in self.ckpt_dir.iterdir() if (n := round_of(path.name)) is not None and n <= self.round)
+        for old in rounds[:-KEEP_CHECKPOINTS]:
+            durable.remove_checkpoint(self.ckpt_dir / checkpoint_name(old))
+
+    @property
+    def _distributed(self) -> bool:
+        return dist.is_available() and dist.is_initialized() and self.world_size > 1
 
     def _write_logs(self) -> None:
         if self.rank != 0 or self.out_dir is None:
@@ -351,7 +368,15 @@ class Simulation:
         durable.atomic_write_text(self.out_dir / "timing.jsonl", _jsonl(self.timings))
 
     def _resume(self) -> None:
-        path = durable.read_latest(self.ckpt_dir) if self.ckpt_dir is not None else None
+        """Continue from the newest intact checkpoint. Rank 0 alone checks them and sets damaged ones
+        aside (one warning line each); every rank loads the one it chose."""
+        if self.ckpt_dir is None:
+            return
+        chosen = [durable.newest_intact_checkpoint(self.ckpt_dir, round_of, durable.checkpoint_problem)
+                  if self.rank == 0 else None]
+        if self._distributed:
+            dist.broadcast_object_list(chosen, src=0)
+        path = chosen[0]
         if path is None:
             return
         state = durable.load_checkpoint(path)
@@ -394,6 +419,15 @@ class Simulation:
             summary["target_round"] = reached["round"] if reached else None
             summary["params_to_target"] = reached["params_cumulative"] if reached else None
         return summary
+
+
+def checkpoint_name(round_number: int) -> str:
+    return f"round-{round_number:06d}.pt"
+
+
+def round_of(name: str) -> Optional[int]:
+    match = _CHECKPOINT_NAME.match(name)
+    return int(match.group(1)) if match else None
 
 
 def _jsonl(records: list[dict[str, Any]]) -> str:

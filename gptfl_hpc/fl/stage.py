@@ -54,9 +54,10 @@ def preflight(
     fed = config.federate
     init = init or fed.init
     labels = config.labels.load()
+    train = _open_matched(config, labels)  # a bad root or labels the data lacks: one line, here
     num_clients = config.data.partition.num_clients
     if num_clients is None:
-        num_clients = _count_clients(config, labels)
+        num_clients = _count_clients(config, train)
     if fed.clients_per_round > num_clients:
         raise UserError(
             f"federate.clients_per_round {fed.clients_per_round} exceeds the {num_clients} clients "
@@ -130,8 +131,16 @@ def _check_vectorizable(config: Config, labels: list[str]) -> None:
             )
 
 
-def _count_clients(config: Config, labels: list[str]) -> int:
-    from gptfl_hpc.data.factory import make_partition, open_dataset
+def _open_matched(config: Config, labels: list[str]) -> Any:
+    """The train split matched to the run's labels; the test split is opened and matched too."""
+    from gptfl_hpc.data.factory import open_dataset
     from gptfl_hpc.data.labels import match_labels
 
-    return make_partition(config.data, match_labels(open_dataset(config.data, "train"), labels)).num_clients
+    match_labels(open_dataset(config.data, "test"), labels)
+    return match_labels(open_dataset(config.data, "train"), labels)
+
+
+def _count_clients(config: Config, train: Any) -> int:
+    from gptfl_hpc.data.factory import make_partition
+
+    return make_partition(config.data, train).num_clients

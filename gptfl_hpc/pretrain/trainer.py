@@ -118,7 +118,8 @@ class Trainer:
     # ------------------------------------------------------------------ the pieces of the loop
 
     def resume(self) -> None:
-        """Continue from the checkpoint ``latest`` names, if any: weights, optimizer, position, RNG."""
+        """Continue from the newest intact checkpoint, if any: weights, optimizer, position, RNG.
+        Damaged checkpoints are set aside with a warning; with none left the run starts over."""
         from gptfl_hpc.pretrain import checkpoints  # imports deepspeed: only after configure_environment
 
         client = checkpoints.load_latest(self.engine, self.paths.checkpoints)

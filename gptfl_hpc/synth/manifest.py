@@ -7,7 +7,9 @@ recorded shard; tasks finishing at the same time rebuild it under a file lock, a
 
 A shard is *good* when it opens, says ``complete``, holds exactly its planned index range with the
 plan's labels, and its sha256 equals its record. Anything else is *bad*: the next run moves it to
-``RUN/synth/bad/`` (kept, never deleted) and makes it again.
+``RUN/synth/bad/`` (kept, never deleted) and makes it again. Readers of shards (pretraining) use
+``saved_plan`` and ``shard_problems`` to refuse a folder with any planned shard not good, and
+``record_problem`` for a shard outside such a folder that has a record beside it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import fcntl
 import hashlib
 import json
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
@@ -27,6 +29,8 @@ from gptfl_hpc.synth.plan import Plan
 from gptfl_hpc.synth.writer import PartialShard, read_arrays, read_attrs, shard_name
 
 MANIFEST = "manifest.json"
+#: The plan and labels of a synthesis folder, written before its first shard.
+PLAN = "plan.json"
 
 
 def sha256_file(path: Path) -> str:
@@ -119,6 +123,52 @@ def shard_states(synth_dir: Path, plan: Plan, labels: Sequence[str], check: bool
         committed = PartialShard(synth_dir, shard, start, stop).committed() - start
         states.append(ShardState(shard, "partial" if committed else "missing", committed, stop - start))
     return states
+
+
+def shard_problems(synth_dir: Path, plan: Plan, labels: Sequence[str]) -> list[tuple[str, str]]:
+    """``(file name, problem)`` for every planned shard that is not good, missing and partial ones included."""
+    problems = []
+    for state in shard_states(synth_dir, plan, labels, check=True):
+        name = shard_path(synth_dir, state.shard).name
+        if state.state == "bad":
+            problems.append((name, state.problem or "bad"))
+        elif state.state != "complete":
+            problems.append((name, f"{state.state} ({state.committed}/{state.planned} samples)"))
+    return problems
+
+
+def saved_plan(synth_dir: Path) -> Optional[tuple[Plan, list[str]]]:
+    """The plan and labels a synthesis folder was made with (``plan.json``, else ``manifest.json``);
+    None for a folder of shards that neither describes."""
+    for name in (PLAN, MANIFEST):
+        try:
+            saved = json.loads((Path(synth_dir) / name).read_text())
+            return _plan_from_summary(saved["plan"]), list(saved["labels"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def _plan_from_summary(summary: dict[str, Any]) -> Plan:
+    values = {field.name: summary[field.name] for field in fields(Plan) if field.name in summary}
+    values["guidance"] = tuple(values["guidance"])
+    return Plan(**values)
+
+
+def record_problem(path: Path) -> Optional[str]:
+    """What is wrong with shard ``path`` by the record beside it (``shard-K.json``), or None when it
+    matches or has no record to check against."""
+    try:
+        record = json.loads(Path(path).with_suffix(".json").read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return "its record is unreadable"
+    if not isinstance(record, dict) or "sha256" not in record:
+        return None  # some other JSON file, not a shard record
+    if sha256_file(path) != record["sha256"]:
+        return "sha256 differs from its record (truncated or altered)"
+    return None
 
 
 @contextmanager

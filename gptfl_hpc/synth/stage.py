@@ -30,10 +30,13 @@ from gptfl_hpc.durable import atomic_write_json
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.rundir import load_run, prepare_run_dir
 from gptfl_hpc.synth.manifest import (
+    PLAN,
     check_shard,
     read_record,
     rebuild_manifest,
+    saved_plan,
     shard_path,
+    shard_problems,
     shard_states,
     write_record,
 )
@@ -42,7 +45,6 @@ from gptfl_hpc.synth.writer import PartialShard, shard_name, write_shard
 
 log = logging.getLogger(__name__)
 
-PLAN = "plan.json"
 #: How work is split and committed; it never changes a sample, so it is not part of the identity.
 EXECUTION_KEYS = ("tasks", "flush_every")
 
@@ -105,20 +107,9 @@ def compute_plan(config: Config, num_labels: int) -> Plan:
 
 
 def load_plan(config: Config, num_labels: int) -> Plan:
-    """The run's plan: ``plan.json`` when it exists (it is fixed once written), else computed."""
-    path = synth_dir(config) / PLAN
-    if path.is_file():
-        saved = json.loads(path.read_text())["plan"]
-        return Plan(
-            run_seed=saved["run_seed"],
-            num_labels=saved["num_labels"],
-            per_class=saved["per_class"],
-            samples_per_shard=saved["samples_per_shard"],
-            shards_per_task=saved["shards_per_task"],
-            guidance=tuple(saved["guidance"]),
-            num_speakers=saved["num_speakers"],
-        )
-    return compute_plan(config, num_labels)
+    """The run's plan: the saved one when it exists (it is fixed once written), else computed."""
+    saved = saved_plan(synth_dir(config))
+    return saved[0] if saved is not None else compute_plan(config, num_labels)
 
 
 def rounding_note(config: Config, plan: Plan) -> Optional[str]:
@@ -352,14 +343,7 @@ def verify(run_dir: Path) -> list[tuple[str, str]]:
     folder = synth_dir(config)
     if not (folder / PLAN).is_file():
         raise UserError(f"{folder / PLAN} not found; run `gptfl synth` for this run first")
-    plan = load_plan(config, len(labels))
-    problems = []
-    for state in shard_states(folder, plan, labels, check=True):
-        if state.state == "bad":
-            problems.append((f"{shard_name(state.shard)}.h5", state.problem or "bad"))
-        elif state.state != "complete":
-            problems.append((f"{shard_name(state.shard)}.h5", f"{state.state} ({state.committed}/{state.planned} samples)"))
-    return problems
+    return shard_problems(folder, load_plan(config, len(labels)), labels)
 
 
 def run_array_task(item: tuple[Config, int]) -> dict[str, Any]:

@@ -59,8 +59,27 @@ VOCODER_CLASS = "SpeechT5HifiGan"
 def check_weights(config: GeneratorConfig, weights_dir: Path, vocoder_dir: Optional[Path]) -> None:
     """Refuse missing or wrong weights before any job starts (reads only small index files)."""
     require_class(weights_dir, SAVED_CLASS[config.kind])
+    require_components(weights_dir)
     if vocoder_dir is not None:
         require_class(vocoder_dir, VOCODER_CLASS, key="synth.model.vocoder")
+
+
+def require_components(directory: Path) -> None:
+    """Refuse a pipeline whose ``model_index.json`` names a component that is not saved beside it:
+    each needs its folder with a config file (``config.json``, ``scheduler_config.json``, ...)."""
+    index = directory / "model_index.json"
+    if not index.is_file():  # a single model: its config.json was found by require_class
+        return
+    for name, entry in sorted(_read_json(index).items()):
+        # Components are [library, class]; [null, null] marks one saved without (no safety checker).
+        if name.startswith("_") or not isinstance(entry, list) or None in entry:
+            continue
+        folder = directory / name
+        if not folder.is_dir() or not any(folder.glob("*config.json")):
+            raise UserError(
+                f"synth.model.weights: {index} names the {entry[-1]} '{name}', but {folder} holds no config file; "
+                f"the download is incomplete: {HOW_TO_PROVIDE}"
+            )
 
 
 def require_class(directory: Path, expected: str, key: str = "synth.model.weights") -> None:
