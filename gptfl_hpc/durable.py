@@ -152,7 +152,7 @@ def atomic_save_with_checksum(path: PathLike, save: Callable[[Path], None]) -> s
 def sha256_of(path: PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
+        for block in iter(lambda: handle.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
 

@@ -140,13 +140,19 @@ def train_first_steps(rank: int, world_size: int, config, plan, steps: int) -> N
     trainer.checkpoint()
 
 
-@pytest.mark.parametrize("k", [7, 10])  # inside the first epoch, and at its end
-def test_trainer_stopped_after_step_k_resumes_to_the_uninterrupted_bytes(uninterrupted, tmp_path, k):
+def started_small_run(tmp_path):
+    """A small run prepared as the stage prepares it, before any rank starts: (config, paths, plan)."""
     config = make_small_run(tmp_path)
     paths = PretrainPaths(config.run_dir)
     plan = preflight(config)
     prepare_run_dir(config)
     record_inputs(paths, plan)
+    return config, paths, plan
+
+
+@pytest.mark.parametrize("k", [7, 10])  # inside the first epoch, and at its end
+def test_trainer_stopped_after_step_k_resumes_to_the_uninterrupted_bytes(uninterrupted, tmp_path, k):
+    config, paths, plan = started_small_run(tmp_path)
     ranks.run_on_ranks(train_first_steps, 1, (config, plan, k))
     assert step_of((paths.checkpoints / "latest").read_text().strip()) == k and not paths.model.exists()
 
@@ -175,11 +181,7 @@ def damaged_warnings(caplog) -> list[str]:
 
 
 def test_truncated_latest_checkpoint_falls_back_to_the_older_one_and_the_same_bytes(uninterrupted, tmp_path, caplog):
-    config = make_small_run(tmp_path)
-    paths = PretrainPaths(config.run_dir)
-    plan = preflight(config)
-    prepare_run_dir(config)
-    record_inputs(paths, plan)
+    config, paths, plan = started_small_run(tmp_path)
     ranks.run_on_ranks(train_first_steps, 1, (config, plan, 5))
     ranks.run_on_ranks(train_first_steps, 1, (config, plan, 2))  # resumes at step 5, saves step 7
     older, newest = paths.checkpoints / "step-000000005", paths.checkpoints / "step-000000007"

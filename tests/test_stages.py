@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from fixtures_shards import write_digit_shards
+from test_sweep import gptfl
 
 from gptfl_hpc.config import load_config
 from gptfl_hpc.layout import RunLayout
@@ -18,14 +17,6 @@ from gptfl_hpc.stages import BASELINE, FEDERATE, PIPELINE, PRETRAIN, SYNTH, not_
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
 SMALL_FL = ["federate.rounds=2", "federate.clients_per_round=2", "federate.eval_every=1"]
-
-
-def gptfl(*args, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "gptfl_hpc", *map(str, args)], capture_output=True, text=True,
-                          cwd=REPO, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"gptfl {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc
 
 
 def quickstart(run_dir: Path, *overrides: str):

@@ -15,7 +15,6 @@ plan's labels, and its sha256 equals its record. Anything else is *bad*: the nex
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -24,7 +23,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
-from gptfl_hpc.durable import atomic_write_json
+from gptfl_hpc.durable import atomic_write_json, sha256_of
 from gptfl_hpc.synth.plan import Plan
 from gptfl_hpc.synth.writer import PartialShard, read_arrays, read_attrs, shard_name
 
@@ -33,12 +32,7 @@ MANIFEST = "manifest.json"
 PLAN = "plan.json"
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_file = sha256_of  # the shard checksum is the one every durable file uses
 
 
 def shard_path(synth_dir: Path, shard: int) -> Path:
