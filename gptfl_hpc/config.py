@@ -238,8 +238,8 @@ class Config(Section):
     def science(self) -> dict[str, Any]:
         """The part that decides results: everything but where it runs, where it is written and
         operational settings such as checkpoint cadence."""
-        return _without_operational(self.as_run_identity(), self.as_run_identity().model_dump(
-            mode="json", exclude={"launcher", "run_dir"}))
+        identity = self.as_run_identity()
+        return _without_operational(identity, identity.model_dump(mode="json", exclude={"launcher", "run_dir"}))
 
     def as_run_identity(self) -> "Config":
         """This config with every output choice at its default: what a run directory records."""

@@ -272,6 +272,26 @@ def read_latest(directory: PathLike) -> Optional[Path]:
     return target if target.exists() else None
 
 
+def commit_checkpoint(checkpoint: PathLike, number_of: Callable[[str], Optional[int]], keep: int) -> bool:
+    """Make a just-saved checkpoint the one to resume from once it matches its checksums: point
+    ``latest`` at it and remove all but the ``keep`` newest up to it (newer ones are saves a kill
+    interrupted). One that does not match is reported and left; ``latest`` and the older ones stay,
+    so a resume still has a good one. ``number_of`` reads a step or round from a name."""
+    checkpoint = Path(checkpoint)
+    problem = checkpoint_problem(checkpoint)
+    if problem is not None:
+        log.warning("checkpoint %s failed its check right after saving (%s); latest stays where it was",
+                    checkpoint, problem)
+        return False
+    directory = checkpoint.parent
+    write_latest(directory, checkpoint.name)
+    newest = number_of(checkpoint.name)
+    saved = sorted((n, path) for path in directory.iterdir() if (n := number_of(path.name)) is not None and n <= newest)
+    for _, path in saved[:-keep]:
+        remove_checkpoint(path)
+    return True
+
+
 def newest_intact_checkpoint(
     directory: PathLike, number_of: Callable[[str], Optional[int]], problem_of: Callable[[Path], Optional[str]]
 ) -> Optional[Path]:

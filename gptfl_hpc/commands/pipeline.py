@@ -101,9 +101,9 @@ class Pipeline:
     def submit(self, stage: Stage, after: Sequence[Any]) -> list[Any]:
         if queued := self.queued(stage.name):
             return queued
-        nodes, tasks = stage.job_shape(self.config)
         if stage.plan is not None:
             return self._submit_array(stage, after)
+        nodes, tasks = stage.job_shape(self.config)
         if self.dry_run:
             self.describe(stage, f"{stage.target}, {stage.ranks(self.config)} rank(s)", nodes, tasks)
             return []

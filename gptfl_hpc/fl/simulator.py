@@ -340,22 +340,10 @@ class Simulation:
         if self.rank == 0:
             path = self.ckpt_dir / checkpoint_name(self.round)
             durable.save_checkpoint(path, self._state())
-            problem = durable.checkpoint_problem(path)
-            if problem is None:
-                durable.write_latest(self.ckpt_dir, path.name)
-                self._prune_checkpoints()
-            else:  # latest and the older checkpoints stay: a resume still has a good one
-                log.warning("checkpoint %s failed its check right after saving (%s); latest stays where it was",
-                            path, problem)
+            durable.commit_checkpoint(path, round_of, KEEP_CHECKPOINTS)
             self._write_logs()
         if self._distributed:
             dist.barrier()  # no rank leaves (e.g. on preemption) before the checkpoint is durable
-
-    def _prune_checkpoints(self) -> None:
-        """Keep the ``KEEP_CHECKPOINTS`` newest up to this round's, which was just checked."""
-        rounds = sorted(n for path in self.ckpt_dir.iterdir() if (n := round_of(path.name)) is not None and n <= self.round)
-        for old in rounds[:-KEEP_CHECKPOINTS]:
-            durable.remove_checkpoint(self.ckpt_dir / checkpoint_name(old))
 
     @property
     def _distributed(self) -> bool:

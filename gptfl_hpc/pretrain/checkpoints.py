@@ -85,13 +85,7 @@ def save(engine: Any, directory: Path, step: int, client_state: dict[str, Any], 
     dist.all_gather_object(written, engine.checkpoint_engine.written)
     if dist.get_rank() == 0:
         durable.write_checksums(folder, {path: digest for files in written for path, digest in files.items()})
-        problem = durable.checkpoint_problem(folder)
-        if problem is None:
-            durable.write_latest(directory, tag)
-            prune(directory, keep)
-        else:  # latest and the older checkpoints stay: a resume still has a good one
-            log.warning("checkpoint %s failed its check right after saving (%s); latest stays where it was",
-                        folder, problem)
+        durable.commit_checkpoint(folder, step_of, keep)
     dist.barrier()
 
 
@@ -124,14 +118,3 @@ def _unrecorded_folder_problem(folder: Path) -> Optional[str]:
         if problem is not None:
             return problem
     return None
-
-
-def prune(directory: Path, keep: int) -> None:
-    """Keep the ``keep`` newest checkpoints up to ``latest``; newer folders are unfinished saves."""
-    latest = durable.read_latest(directory)
-    if latest is None:
-        return
-    newest = step_of(latest.name)
-    steps = sorted(s for path in Path(directory).iterdir() if (s := step_of(path.name)) is not None and s <= newest)
-    for step in steps[:-keep]:
-        durable.remove_checkpoint(Path(directory) / tag_for(step))
