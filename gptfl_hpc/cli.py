@@ -24,13 +24,30 @@ class OneLineParser(argparse.ArgumentParser):
         raise UserError(f"{message}; see `{self.prog} --help`")
 
 
+class CommandParser(OneLineParser):
+    """A subcommand's parser: ``key=value`` overrides may stand before or after the flags
+    (``gptfl synth CONFIG --dry-run run_dir=X``), as with ``parse_intermixed_args``."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        nested = any(action.nargs == argparse.PARSER for action in self._get_positional_actions())
+        if self._intermixing or nested:  # intermixed parsing calls back here; it cannot take subcommands
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="gptfl", description="GPT-FL on Slurm: label names -> synthetic data -> pretrained model -> federated model."
     )
     parser.add_argument("--version", action="version", version=f"gptfl-hpc {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=CommandParser)
     for name in COMMANDS:
         importlib.import_module(f"gptfl_hpc.commands.{name}").register(subparsers)
     return parser

@@ -79,6 +79,21 @@ def check_devices(world_size: int, ranks_per_node: Optional[int] = None) -> None
         raise UserError(f"{per_node} ranks per node but {gpus} GPUs visible; use at most {gpus} ranks per node")
 
 
+def check_rank_devices(ranks_key: str, world_size: int) -> None:
+    """One device per rank on this node: a GPU each, or on CPU-only machines a core each.
+    ``ranks_key`` (``pretrain.ranks``, ``federate.ranks``) is the setting a refusal names."""
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world_size)) if launched_world() else world_size
+    if torch.cuda.is_available():
+        check_devices(world_size, per_node)
+        return
+    cores = len(os.sched_getaffinity(0))
+    if per_node > cores:
+        raise UserError(
+            f"{ranks_key} puts {per_node} ranks on a node with {cores} CPU cores and no GPU; "
+            f"use at most {cores} ranks per node"
+        )
+
+
 def run_on_ranks(fn: RankFn, world_size: int, args: tuple = (), backend: Optional[str] = None) -> Any:
     """``fn(rank, world_size, *args)`` on every rank with the process group up; rank 0's result."""
     backend = backend or default_backend()

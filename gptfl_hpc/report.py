@@ -20,6 +20,7 @@ from typing import Any, Optional
 from gptfl_hpc.config import Config
 from gptfl_hpc.durable import atomic_path, atomic_write_text
 from gptfl_hpc.errors import UserError
+from gptfl_hpc.stage import CheckContext, Stage, file_state
 
 #: (method, federate.init): the two federations a report compares.
 RUNS = (("GPT-FL", "pretrain"), ("FL from scratch", "scratch"))
@@ -239,3 +240,18 @@ def _plot_pretrain(path: Path, rows: list[dict[str, Any]]) -> Path:
     axes.set_title("pretraining on synthetic data")
     axes.grid(alpha=0.3)
     return save_figure(plt, figure, path)
+
+
+# ----------------------------------------------------------------------------- the stage
+
+
+def _check(config: Config, context: CheckContext) -> None:
+    return None  # it reads only what the federations wrote; make_report names what is missing
+
+
+def _state(config: Config) -> dict[str, Any]:
+    return file_state(config.layout.report_file, config.layout.report)
+
+
+STAGE = Stage("report", "plots and report.md of the run", run=make_report, check=_check, state=_state,
+              output=lambda layout: layout.report_file, needs=("federate", "federate-scratch"), always_rerun=True)

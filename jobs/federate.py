@@ -7,7 +7,7 @@ One job of ``federate.ranks`` tasks (spread over ``launcher.slurm.nodes``) runs 
 pretrain stage's model into ``RUN/federate``; with ``--baseline`` a second job runs the same
 federation from scratch into ``RUN/federate-scratch``. Prints the job ids; with ``--wait`` also the
 summaries. Bad input fails here, before anything is submitted. The same stage descriptions as
-``gptfl federate`` (``gptfl_hpc.stages``).
+``gptfl federate`` (``gptfl_hpc.orchestrate``).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gptfl_hpc.commands.stage import stage_of, submit_stage
 from gptfl_hpc.config import load_config
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.launch import JobFailed
+from gptfl_hpc.orchestrate.stages import BASELINE, command_stage
+from gptfl_hpc.orchestrate.submit import submit_stage
 from gptfl_hpc.rundir import check_run_dir
-from gptfl_hpc.stages import BASELINE
 
 
 def main(argv: list[str]) -> int:
@@ -29,11 +29,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     parser.add_argument("--baseline", action="store_true", help="also federate from scratch into RUN/federate-scratch")
     parser.add_argument("--wait", action="store_true", help="wait for the jobs and print their summaries")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     try:
         config = load_config(args.config, args.overrides)
         check_run_dir(config)
-        stages = [stage_of(config, "federate")]
+        stages = [command_stage(config, "federate")]
         if args.baseline and BASELINE not in stages:
             stages.append(BASELINE)
         return submit_stage(config, stages, wait=args.wait, prefix="federate")

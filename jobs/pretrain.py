@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import sys
 
-from gptfl_hpc.commands.stage import submit_stage
 from gptfl_hpc.config import load_config
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.launch import JobFailed
+from gptfl_hpc.orchestrate.stages import PRETRAIN
+from gptfl_hpc.orchestrate.submit import submit_stage
 from gptfl_hpc.rundir import check_run_dir
-from gptfl_hpc.stages import PRETRAIN
 
 
 def main(argv: list[str]) -> int:

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import sys
 
-from gptfl_hpc.commands.stage import submit_stage
-from gptfl_hpc.commands.synth import explain, summarize
 from gptfl_hpc.config import load_config
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.launch import JobFailed
+from gptfl_hpc.orchestrate.stages import SYNTH
+from gptfl_hpc.orchestrate.submit import submit_stage
 from gptfl_hpc.rundir import check_run_dir
-from gptfl_hpc.stages import SYNTH
 
 
 def main(argv: list[str]) -> int:
@@ -30,7 +29,7 @@ def main(argv: list[str]) -> int:
     try:
         config = load_config(args[0], args[1:])
         check_run_dir(config)
-        return submit_stage(config, [SYNTH], wait=wait, explain=explain, summarize=summarize)
+        return submit_stage(config, [SYNTH], wait=wait)
     except UserError as exc:
         print(f"synth: error: {exc}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +11,9 @@ import jobfns
 import pytest
 
 from gptfl_hpc.commands import stage as stage_command
-from gptfl_hpc.commands import pipeline
 from gptfl_hpc.config import LauncherConfig
 from gptfl_hpc.launch import JobFailed, Launcher
+from gptfl_hpc.orchestrate import stages
 
 
 def launcher(tmp_path: Path, executor: str, **extra) -> Launcher:
@@ -91,7 +92,7 @@ def test_preemption_outside_slurm_asks_to_rerun(tmp_path):
 
 @pytest.mark.parametrize("executor", ["inline", "local"])
 def test_stage_command_runs_a_stage_function(tmp_path, quickstart_config, monkeypatch, capsys, executor):
-    monkeypatch.setattr(pipeline, "resolve_target", lambda target: jobfns.stage_echo)
+    monkeypatch.setitem(stages.BY_NAME, "prompts", dataclasses.replace(stages.PROMPTS, run=jobfns.stage_echo))
     import argparse
 
     parser = argparse.ArgumentParser()

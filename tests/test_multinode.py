@@ -24,8 +24,8 @@ from test_synth_stage import gptfl, shard_hashes
 from test_synth_stage import write_config as write_synth_config
 from waiting import wait_for
 
-from gptfl_hpc.commands.stage import submit_one
-from gptfl_hpc.stages import PRETRAIN
+from gptfl_hpc.orchestrate.stages import PRETRAIN
+from gptfl_hpc.orchestrate.submit import submit_one
 from gptfl_hpc.config import load_config
 from gptfl_hpc.durable import read_latest
 from gptfl_hpc.fl import stage as federate_stage

@@ -16,8 +16,8 @@ import pytest
 from fixtures_shards import pretrain_settings, write_config, write_digit_shards
 from waiting import wait_for
 
-from gptfl_hpc.commands.stage import submit_one
-from gptfl_hpc.stages import PRETRAIN
+from gptfl_hpc.orchestrate.stages import PRETRAIN
+from gptfl_hpc.orchestrate.submit import submit_one
 from gptfl_hpc.config import load_config
 from gptfl_hpc.durable import read_latest
 from gptfl_hpc.pretrain.layout import PretrainPaths

@@ -12,7 +12,9 @@ from test_sweep import gptfl
 from gptfl_hpc.config import load_config
 from gptfl_hpc.layout import RunLayout
 from gptfl_hpc.rundir import check_run_dir, load_run, prepare_run_dir
-from gptfl_hpc.stages import BASELINE, FEDERATE, PIPELINE, PRETRAIN, SYNTH, not_needed, stage_states
+from gptfl_hpc.orchestrate.stages import (
+    BASELINE, FEDERATE, PIPELINE, PRETRAIN, SYNTH, job_shape, not_needed, stage_states,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
@@ -56,8 +58,8 @@ def test_the_layout_names_every_folder_once():
 def test_one_job_shape_rule_for_every_multi_rank_stage(tmp_path, executor, ranks, nodes, shape):
     config = quickstart(tmp_path, f"launcher.executor={executor}", f"launcher.slurm.nodes={nodes}",
                         f"pretrain.ranks={ranks}", f"federate.ranks={ranks}")
-    assert PRETRAIN.job_shape(config) == FEDERATE.job_shape(config) == BASELINE.job_shape(config) == shape
-    assert SYNTH.job_shape(config) == (None, None)  # an array: one task per plan task
+    assert job_shape(PRETRAIN, config) == job_shape(FEDERATE, config) == job_shape(BASELINE, config) == shape
+    assert job_shape(SYNTH, config) == (None, None)  # an array: one task per plan task
 
 
 # --------------------------------------------------------------------------- skip rules

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from gptfl_hpc.cli import main as gptfl_main
-from gptfl_hpc.commands.sweep import prepare_sweep
+from gptfl_hpc.orchestrate.sweep import prepare_sweep
 from gptfl_hpc.config import load_config
 from gptfl_hpc.report import Curve, smoothed
 from gptfl_hpc.report_tables import federation_row, latex_table, markdown_table

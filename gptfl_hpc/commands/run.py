@@ -13,12 +13,10 @@ Locally the stages run one after another. The report is written at the end (``gp
 from __future__ import annotations
 
 import argparse
-import json
 
 from gptfl_hpc.commands.common import add_job_parser, config_from_args
-from gptfl_hpc.commands.pipeline import Pipeline
+from gptfl_hpc.orchestrate.submit import submit_run
 from gptfl_hpc.rundir import check_run_dir
-from gptfl_hpc.stages import PIPELINE, REPORT
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,20 +28,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     check_run_dir(config)
-    pipeline = Pipeline(config, args.dry_run, lenient=True)
-    if args.dry_run:
-        pipeline.say(f"{config.run_dir}, executor {config.launcher.executor}, config hash {config.hash}")
-        pipeline.submit_stages([stage for stage in PIPELINE if stage is not REPORT])
-        pipeline.say("nothing submitted")
-        return 0
-    jobs = pipeline.submit_stages(PIPELINE)
-    if pipeline.slurm and not args.wait:
-        pipeline.say(f"follow it with `gptfl status {config.run_dir}`")
-        return 0
-    pipeline.launcher.wait(jobs)
-    report = pipeline.submitted.get(REPORT.name)
-    written = report and report[0].result()
-    if written:
-        print(json.dumps(written, indent=2))
-    pipeline.say(f"done; report at {config.layout.report / 'report.md'}")
-    return 0
+    return submit_run(config, dry_run=args.dry_run, wait=args.wait)

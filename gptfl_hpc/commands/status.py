@@ -15,8 +15,8 @@ from typing import Any, Optional
 
 from gptfl_hpc.config import Config
 from gptfl_hpc.layout import RunLayout
+from gptfl_hpc.orchestrate.stages import stage_states
 from gptfl_hpc.rundir import load_run
-from gptfl_hpc.stages import stage_states
 from gptfl_hpc.sweep import is_sweep_dir, read_record, record_run_dirs
 
 

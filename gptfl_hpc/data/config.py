@@ -15,6 +15,10 @@ from gptfl_hpc.schema import Section
 
 DatasetName = Literal["digits", "cifar10", "cifar100", "flowers102", "speech_commands", "esc50"]
 
+#: What each ``data.dataset`` holds, in the words shards use.
+DATASET_MODALITY = {"digits": "image", "cifar10": "image", "cifar100": "image", "flowers102": "image",
+                    "speech_commands": "speech", "esc50": "audio"}
+
 
 class PartitionConfig(Section):
     """How the training split is divided among clients."""

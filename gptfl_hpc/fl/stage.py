@@ -11,13 +11,12 @@ as one of them.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Optional
 
 from gptfl_hpc.config import Config
 from gptfl_hpc.errors import UserError
-from gptfl_hpc.ranks import check_devices, launched_world, run_on_ranks
+from gptfl_hpc.ranks import check_rank_devices, run_on_ranks
 from gptfl_hpc.rundir import prepare_run_dir
 
 def run(config: Config) -> dict[str, Any]:
@@ -64,7 +63,7 @@ def preflight(
             f"(data.partition.num_clients); sample at most {num_clients}"
         )
     if check_local_devices:
-        check_rank_devices(fed.ranks)
+        check_rank_devices("federate.ranks", fed.ranks)
     if fed.vectorize is not None:
         _check_vectorizable(config, labels)
     init_path = init_model_path(config, init)
@@ -76,21 +75,6 @@ def preflight(
             )
         _check_init_model(config, labels, init_path)
     return init_path
-
-
-def check_rank_devices(ranks: int) -> None:
-    """One device per rank on this node: a GPU each, or at least a CPU core each."""
-    launched = launched_world()
-    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", ranks)) if launched else ranks
-    check_devices(ranks, per_node)
-    import torch
-
-    if not torch.cuda.is_available():
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        if per_node > cores:
-            raise UserError(
-                f"federate.ranks puts {per_node} ranks on a node with {cores} CPU cores; use at most {cores} ranks per node"
-            )
 
 
 def _check_init_model(config: Config, labels: list[str], path: Path) -> None:

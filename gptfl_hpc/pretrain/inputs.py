@@ -26,19 +26,7 @@ from gptfl_hpc.data.images import collate_images
 from gptfl_hpc.data.labels import LabelSelection, match_labels
 from gptfl_hpc.data.shards import ShardDataset, checked_shard_files
 from gptfl_hpc.errors import UserError
-
-#: Models that take log-mel features; every other model takes images.
-AUDIO_MODELS = ("audio_crnn",)
-
-
-def input_kind(modality: str) -> str:
-    """``image`` or ``audio``: what a model consumes (speech and sound both become log-mel)."""
-    return "image" if modality == "image" else "audio"
-
-
-def model_input_kind(model_name: str) -> str:
-    return "audio" if model_name in AUDIO_MODELS else "image"
-
+from gptfl_hpc.modality import input_kind, model_input_kind
 
 @dataclass(frozen=True)
 class TrainingPlan:

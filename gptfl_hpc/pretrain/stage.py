@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from typing import Any, Optional
-
-import torch
+from typing import Any
 
 from gptfl_hpc import durable, ranks
 from gptfl_hpc.config import Config
 from gptfl_hpc.errors import UserError
-from gptfl_hpc.pretrain.config import pretrain_identity
+from gptfl_hpc.pretrain.description import completed
 from gptfl_hpc.pretrain.engine import configure_environment
 from gptfl_hpc.pretrain.inputs import TrainingPlan, plan_training
 from gptfl_hpc.pretrain.layout import PretrainPaths
@@ -53,34 +50,8 @@ def run(config: Config) -> dict[str, Any]:
 
 def preflight(config: Config) -> TrainingPlan:
     """Every check that needs no training: devices, shards, modality, batch shape, test split."""
-    check_rank_devices(config.pretrain.ranks)
+    ranks.check_rank_devices("pretrain.ranks", config.pretrain.ranks)
     return plan_training(config)
-
-
-def check_rank_devices(world_size: int) -> None:
-    """One device per rank: a GPU each, or on CPU-only machines a core each."""
-    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world_size)) if ranks.launched_world() else world_size
-    if torch.cuda.is_available():
-        ranks.check_devices(world_size, per_node)
-        return
-    cores = len(os.sched_getaffinity(0))
-    if per_node > cores:
-        raise UserError(
-            f"pretrain.ranks asks for {per_node} ranks on this node but it has {cores} CPU cores and no GPU; "
-            f"use at most {cores} ranks per node"
-        )
-
-
-def completed(config: Config) -> Optional[dict[str, Any]]:
-    """The summary of a finished run of this config, or None."""
-    paths = PretrainPaths(config.run_dir)
-    if not (paths.done.is_file() and paths.model.is_file()):
-        return None
-    summary = json.loads(paths.done.read_text())
-    # The identity of what pretraining reads: a sweep point's federate-only keys differ from those
-    # of the shared run whose model (and done.json) it links.
-    same = summary.get("pretrain_identity") == pretrain_identity(config.science())
-    return summary if same or summary.get("config_hash") == config.hash else None
 
 
 def record_inputs(paths: PretrainPaths, plan: TrainingPlan) -> None:

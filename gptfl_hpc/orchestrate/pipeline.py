@@ -1,6 +1,6 @@
 """Check, then submit, the stages of one run: the engine behind every command that starts jobs.
 
-``Pipeline.submit_stages`` takes stage descriptions (``gptfl_hpc.stages``) in pipeline order. It
+``Pipeline.submit_stages`` takes stage descriptions (``orchestrate.stages``) in pipeline order. It
 skips the stages that are done or not needed, runs every remaining stage's checks before it
 submits anything (so bad input anywhere costs one line and no job), and submits each stage after
 the jobs making what it reads: on Slurm chained with ``afterok``, locally one after another so two
@@ -10,23 +10,18 @@ never submitted twice.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, Callable, Iterable, Optional, Sequence
+import os
+from typing import Any, Iterable, Optional, Sequence
 
 import submitit
 
 from gptfl_hpc.config import Config
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.launch import Launcher
-from gptfl_hpc.launch.executors import sbatch_script
+from gptfl_hpc.launch.executors import max_array_size, sbatch_script
 from gptfl_hpc.launch.jobs import queued_states, read_jobs, record_jobs
-from gptfl_hpc.stages import Stage, not_needed
-
-
-def resolve_target(target: str) -> Callable[..., Any]:
-    """``"package.module:function"`` -> the function."""
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
+from gptfl_hpc.orchestrate.stages import job_shape, not_needed
+from gptfl_hpc.stage import CheckContext, Stage
 
 
 class Pipeline:
@@ -63,17 +58,34 @@ class Pipeline:
                 chosen.append(stage)
         return chosen
 
+    def devices_here(self) -> bool:
+        """Whether the ranks will run on this machine, so its devices can be checked now. A Slurm job
+        runs elsewhere; under ``srun`` each task checks its own node when the stage starts."""
+        return not self.slurm and "SLURM_PROCID" not in os.environ
+
     def check(self, stages: Sequence[Stage], pending: Iterable[str] = ()) -> None:
         """Every stage's checks, in order, before anything is submitted."""
         ahead = set(pending)
         for stage in stages:
             try:
-                self.checked[stage.name] = stage.check(self.config, frozenset(ahead))
+                context = CheckContext(frozenset(ahead), self.devices_here())
+                self.checked[stage.name] = stage.check(self.config, context)
+                if stage.plan is not None and self.slurm:
+                    self._check_array_size(self.checked[stage.name].num_tasks)
             except UserError as exc:
                 if not self.lenient:
                     raise
                 self.say(f"{stage.name}: inputs not ready: {exc}")
             ahead.add(stage.name)
+
+    @staticmethod
+    def _check_array_size(num_tasks: int) -> None:
+        limit = max_array_size()
+        if num_tasks > limit:
+            raise UserError(
+                f"the plan needs {num_tasks} array tasks but the cluster's MaxArraySize is {limit}; "
+                f"lower synth.tasks to at most {limit}"
+            )
 
     # ------------------------------------------------------------------ submit
 
@@ -103,11 +115,12 @@ class Pipeline:
             return queued
         if stage.plan is not None:
             return self._submit_array(stage, after)
-        nodes, tasks = stage.job_shape(self.config)
+        nodes, tasks = job_shape(stage, self.config)
         if self.dry_run:
-            self.describe(stage, f"{stage.target}, {stage.ranks(self.config)} rank(s)", nodes, tasks)
+            self.describe(stage, f"{stage.run.__module__}.{stage.run.__qualname__}, {self._ranks(stage, nodes, tasks)}",
+                          nodes, tasks)
             return []
-        job = self.launcher.submit(resolve_target(stage.target), self.config, name=stage.name, after=after,
+        job = self.launcher.submit(stage.run, self.config, name=stage.name, after=after,
                                    nodes=nodes, tasks_per_node=tasks)
         return self._record(stage.name, [job])
 
@@ -121,7 +134,7 @@ class Pipeline:
             self.describe(stage, f"{plan.total} samples in {plan.num_shards} shards", None, None, array=plan.num_tasks)
             return []
         items = [(self.config, task) for task in range(plan.num_tasks)]
-        jobs = self.launcher.map_array(resolve_target(stage.target), items, name=stage.name, after=after)
+        jobs = self.launcher.map_array(stage.run, items, name=stage.name, after=after)
         return self._record(stage.name, jobs)
 
     def queued(self, name: str) -> list[Any]:
@@ -147,6 +160,11 @@ class Pipeline:
         shown = ids[0].split("_")[0] + f" ({len(ids)} tasks)" if len(ids) > 1 else ids[0]
         self.say(f"{name}: {self.config.launcher.executor} job {shown}, logs under {self.config.layout.logs(name)}")
         return jobs
+
+    def _ranks(self, stage: Stage, nodes: Optional[int], tasks: Optional[int]) -> str:
+        ranks = stage.ranks(self.config)
+        counted = f"{ranks} rank{'s' if ranks != 1 else ''}"
+        return f"{counted} as {nodes} node(s) x {tasks} task(s)" if nodes else f"{counted} started by one task"
 
     def describe(self, stage: Stage, what: str, nodes: Optional[int], tasks: Optional[int],
                  array: Optional[int] = None) -> None:
