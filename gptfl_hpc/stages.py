@@ -99,7 +99,7 @@ def _prompts_state(config: Config) -> dict[str, Any]:
 def synth_state(config: Config) -> dict[str, Any]:
     """Done when every planned shard is complete and matches its recorded checksum (a damaged shard
     makes the stage partial, so the next run remakes it); with shard counts and partial progress."""
-    from gptfl_hpc.synth.manifest import shard_states
+    from gptfl_hpc.shards.manifest import shard_states
     from gptfl_hpc.synth.stage import PLAN, load_plan
 
     folder = config.layout.synth

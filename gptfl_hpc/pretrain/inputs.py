@@ -24,8 +24,8 @@ from gptfl_hpc.data.base import LabeledDataset
 from gptfl_hpc.data.factory import feature_transform, open_dataset
 from gptfl_hpc.data.images import collate_images
 from gptfl_hpc.data.labels import LabelSelection, match_labels
-from gptfl_hpc.data.shards import ShardDataset, checked_shard_files
 from gptfl_hpc.errors import UserError
+from gptfl_hpc.shards.reader import ShardDataset, checked_shard_files
 
 #: Models that take log-mel features; every other model takes images.
 AUDIO_MODELS = ("audio_crnn",)
