@@ -12,8 +12,8 @@ import pytest
 from scipy.stats import binom
 
 from gptfl_hpc.errors import UserError
-from gptfl_hpc.prompts import iblt
-from gptfl_hpc.prompts.iblt import IbltDecodeError, IbltParams
+from gptfl_hpc.labels import iblt
+from gptfl_hpc.labels.iblt import IbltDecodeError, IbltParams
 
 TRICKY_LABELS = [
     "cat",
@@ -81,7 +81,7 @@ def test_hashing_is_keyed_by_the_seed_and_the_same_in_another_process():
     params = IbltParams(cells_per_hash=32, seed="cross-process")
     here = iblt.encode_labels(params, ["猫", "dog"])
     code = (
-        "import sys, numpy as np; from gptfl_hpc.prompts.iblt import IbltParams, encode_labels;"
+        "import sys, numpy as np; from gptfl_hpc.labels.iblt import IbltParams, encode_labels;"
         "p = IbltParams(cells_per_hash=32, seed='cross-process');"
         "sys.stdout.write(encode_labels(p, ['猫', 'dog']).tobytes().hex())"
     )
