@@ -12,7 +12,7 @@ import pytest
 from scipy.stats import binom
 
 from gptfl_hpc.errors import UserError
-from gptfl_hpc.labels import iblt
+from gptfl_hpc.labels import files, iblt
 from gptfl_hpc.labels.iblt import IbltDecodeError, IbltParams
 
 TRICKY_LABELS = [
@@ -192,12 +192,12 @@ def test_100_clients_union_decodes_in_1000_trials_within_the_failure_bound():
 
 def test_load_label_union(tmp_path):
     path = tmp_path / "labels.json"
-    document = iblt.label_union_document({"猫": 2, "cat": 1, "Zebra": 1}, clients=3, with_counts=True)
+    document = files.label_union_document({"猫": 2, "cat": 1, "Zebra": 1}, clients=3, with_counts=True)
     path.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
-    assert iblt.load_label_union(path) == ["Zebra", "cat", "猫"]
+    assert files.load_label_union(path) == ["Zebra", "cat", "猫"]
     assert document["counts"] == {"Zebra": 1, "cat": 1, "猫": 2}
     path.write_text('{"labels": []}')
     with pytest.raises(UserError):
-        iblt.load_label_union(path)
+        files.load_label_union(path)
     with pytest.raises(UserError, match="does not exist"):
-        iblt.load_label_union(tmp_path / "missing.json")
+        files.load_label_union(tmp_path / "missing.json")

@@ -229,3 +229,36 @@ def load_reveal(path: Path, participants: list[int]) -> tuple[int, dict[int, byt
     if revealed_with != participants:
         raise UserError(f"{path} was made with another public key set than the masked tables; rerun `gptfl labels reveal` with this round's keys")
     return client_id, seeds
+
+
+# --------------------------------------------------------------------------- the label union
+
+
+def label_union_document(counts: Mapping[str, int], clients: int, with_counts: bool) -> dict:
+    """The labels.json content: labels sorted by Unicode code point, optional counts, client count."""
+    labels = sorted(counts)
+    document: dict = {"labels": labels, "clients": int(clients)}
+    if with_counts:
+        document["counts"] = {label: int(counts[label]) for label in labels}
+    return document
+
+
+def load_label_union(path: Union[str, Path]) -> list[str]:
+    """The sorted label names from a labels.json written by ``gptfl labels aggregate``."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"label union file {path} does not exist; run `gptfl labels aggregate` first") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"label union file {path} is not readable JSON ({exc}); rerun `gptfl labels aggregate`") from None
+    labels = document.get("labels") if isinstance(document, dict) else None
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
+        raise UserError(f"label union file {path} has no non-empty 'labels' list of strings; rerun `gptfl labels aggregate`")
+    if len(set(labels)) != len(labels):
+        raise UserError(f"label union file {path} repeats a label; rerun `gptfl labels aggregate`")
+    return sorted(labels)
+
+
+def write_label_union(path: Path, counts: Mapping[str, int], clients: int, with_counts: bool) -> None:
+    atomic_write_json(path, label_union_document(counts, clients, with_counts))

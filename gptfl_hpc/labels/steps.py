@@ -17,7 +17,6 @@ from typing import Optional, Sequence
 import numpy as np
 
 from gptfl_hpc import secure_sum
-from gptfl_hpc.durable import atomic_write_json
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.labels import files, iblt
 
@@ -142,5 +141,5 @@ def aggregate(
     counts = iblt.decode(table_params, total)
     if not counts:
         raise UserError("the aggregated table is empty; no client contributed a label")
-    atomic_write_json(out, iblt.label_union_document(counts, clients=len(tables), with_counts=with_counts))
+    files.write_label_union(out, counts, clients=len(tables), with_counts=with_counts)
     return LabelUnion(counts=counts, clients=len(tables), dropped=len(members) - len(tables))
