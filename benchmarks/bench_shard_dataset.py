@@ -23,7 +23,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from gptfl_hpc.data.images import collate_images
-from gptfl_hpc.data.shards import BlockBatchSampler, ShardDataset
+from gptfl_hpc.shards.reader import BlockBatchSampler, ShardDataset
 
 LABELS = [f"class {k}" for k in range(10)]
 

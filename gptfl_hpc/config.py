@@ -194,7 +194,7 @@ class LabelsConfig(Section):
         if self.source == "list":
             return list(self.names)
         if self.source == "iblt":
-            from gptfl_hpc.prompts.iblt import load_label_union
+            from gptfl_hpc.labels.files import load_label_union
 
             return load_label_union(self.path)
         names = [line.strip() for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -1,8 +1,8 @@
 """Secure summation with pairwise masks (Bonawitz et al., without secret sharing).
 
-Shared by label discovery (``commands/labels.py`` masks IBLT tables, ``prompts/iblt.py``) and the
+Shared by label discovery (``labels/steps.py`` masks IBLT tables, ``labels/iblt.py``) and the
 simulator's secure aggregation (``fl/aggregate.py`` masks fixed-point client updates), so it
-belongs to neither package.
+belongs to neither package and federated learning does not depend on label discovery.
 
 Every pair of clients ``i < j`` agrees on a seed by finite-field Diffie-Hellman in the RFC 3526
 2048-bit MODP group (group 14). The seed is ``SHA-256(tag || g^(x_i x_j) || i || j)`` with the

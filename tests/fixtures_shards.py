@@ -1,7 +1,7 @@
 """Tiny synthesis shards and pretrain configs for the pretrain tests.
 
 The learnable image fixture is scikit-learn's digits *train* split written as synthesis shards
-(the format of ``gptfl_hpc/data/shards.py``), with the label list in another order than the run's
+(the format of ``gptfl_hpc/shards/``), with the label list in another order than the run's
 so that classes must be matched by name. The run's real test split (digits *test*) is then a
 held-out set the trained model must score well above chance on.
 """

@@ -16,9 +16,9 @@ from torch.utils.data import DataLoader
 from gptfl_hpc.config import load_config
 from gptfl_hpc.data.digits import DIGIT_LABELS
 from gptfl_hpc.data.images import collate_images
-from gptfl_hpc.data.shards import BlockBatchSampler, ShardDataset, find_complete_shards
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.pretrain import inputs
+from gptfl_hpc.shards.reader import BlockBatchSampler, ShardDataset, find_complete_shards
 
 RUN_LABELS = ["cat", "dog", "frog"]
 

@@ -12,8 +12,8 @@ import pytest
 from scipy.stats import binom
 
 from gptfl_hpc.errors import UserError
-from gptfl_hpc.prompts import iblt
-from gptfl_hpc.prompts.iblt import IbltDecodeError, IbltParams
+from gptfl_hpc.labels import files, iblt
+from gptfl_hpc.labels.iblt import IbltDecodeError, IbltParams
 
 TRICKY_LABELS = [
     "cat",
@@ -81,7 +81,7 @@ def test_hashing_is_keyed_by_the_seed_and_the_same_in_another_process():
     params = IbltParams(cells_per_hash=32, seed="cross-process")
     here = iblt.encode_labels(params, ["猫", "dog"])
     code = (
-        "import sys, numpy as np; from gptfl_hpc.prompts.iblt import IbltParams, encode_labels;"
+        "import sys, numpy as np; from gptfl_hpc.labels.iblt import IbltParams, encode_labels;"
         "p = IbltParams(cells_per_hash=32, seed='cross-process');"
         "sys.stdout.write(encode_labels(p, ['猫', 'dog']).tobytes().hex())"
     )
@@ -192,12 +192,12 @@ def test_100_clients_union_decodes_in_1000_trials_within_the_failure_bound():
 
 def test_load_label_union(tmp_path):
     path = tmp_path / "labels.json"
-    document = iblt.label_union_document({"猫": 2, "cat": 1, "Zebra": 1}, clients=3, with_counts=True)
+    document = files.label_union_document({"猫": 2, "cat": 1, "Zebra": 1}, clients=3, with_counts=True)
     path.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
-    assert iblt.load_label_union(path) == ["Zebra", "cat", "猫"]
+    assert files.load_label_union(path) == ["Zebra", "cat", "猫"]
     assert document["counts"] == {"Zebra": 1, "cat": 1, "猫": 2}
     path.write_text('{"labels": []}')
     with pytest.raises(UserError):
-        iblt.load_label_union(path)
+        files.load_label_union(path)
     with pytest.raises(UserError, match="does not exist"):
-        iblt.load_label_union(tmp_path / "missing.json")
+        files.load_label_union(tmp_path / "missing.json")

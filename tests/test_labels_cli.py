@@ -13,7 +13,7 @@ import pytest
 
 from gptfl_hpc.commands.labels import register
 from gptfl_hpc.errors import UserError
-from gptfl_hpc.prompts import load_label_union
+from gptfl_hpc.labels.files import load_label_union
 
 CLIENT_LABELS = {
     1: ["cat", "dog", "猫"],

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from gptfl_hpc.cli import main
-from gptfl_hpc.data.shards import ShardDataset
 from gptfl_hpc.errors import UserError
-from gptfl_hpc.synth.manifest import sha256_file
-from gptfl_hpc.synth.writer import PartialShard, read_arrays
+from gptfl_hpc.shards.manifest import sha256_file
+from gptfl_hpc.shards.reader import ShardDataset
+from gptfl_hpc.shards.writer import PartialShard, read_arrays
 
 LABELS = ["digit zero", "digit one", "digit two"]
 

@@ -14,12 +14,12 @@ from gptfl_hpc.data.digits import DIGIT_LABELS, load_digits
 from gptfl_hpc.data.audio_features import collate_padded
 from gptfl_hpc.data.factory import feature_transform
 from gptfl_hpc.data.images import collate_images, to_float_images
-from gptfl_hpc.data.shards import ShardDataset
 from gptfl_hpc.models.config import build_from_config
 from gptfl_hpc.models.export import load_model, read_metadata
 from gptfl_hpc.pretrain.layout import PretrainPaths
 from gptfl_hpc.pretrain.metrics import read_metrics
 from gptfl_hpc.pretrain.stage import run
+from gptfl_hpc.shards.reader import ShardDataset
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from scipy.stats import chisquare
 
 from gptfl_hpc import secure_sum
 from gptfl_hpc.errors import UserError
-from gptfl_hpc.prompts import iblt
-from gptfl_hpc.prompts.iblt import IbltDecodeError
+from gptfl_hpc.labels import iblt
+from gptfl_hpc.labels.iblt import IbltDecodeError
 
 P = secure_sum.MODP_2048_P
 CLIENT_IDS = [0, 3, 4, 7, 11, 12]

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from gptfl_hpc.config import load_config
-from gptfl_hpc.data.shards import ShardDataset
-from gptfl_hpc.synth.manifest import sha256_file
+from gptfl_hpc.shards.manifest import sha256_file
+from gptfl_hpc.shards.reader import ShardDataset
 from gptfl_hpc.synth.stage import run_task, verify
 
 REPO = Path(__file__).resolve().parent.parent

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gptfl_hpc.data.shards import ShardDataset
-from gptfl_hpc.synth.manifest import check_shard, sha256_file, shard_path, write_record
+from gptfl_hpc.shards.manifest import check_shard, sha256_file, shard_path, write_record
+from gptfl_hpc.shards.reader import ShardDataset
+from gptfl_hpc.shards.writer import PartialShard, read_arrays, write_shard
 from gptfl_hpc.synth.plan import make_plan
-from gptfl_hpc.synth.writer import PartialShard, read_arrays, write_shard
 
 LABELS = ["cat", "dog", "bird"]
 

@@ -1,4 +1,4 @@
-"""Real datasets from local roots, the synthetic-shard dataset, partitions and audio features.
+"""Real datasets from local roots, partitions and audio features.
 
 Every dataset here implements one interface (``gptfl_hpc.data.base.LabeledDataset``):
 ``labels`` (ordered names), ``targets`` (int64 array), ``modality`` and ``ds[i] -> (x, y)`` with
@@ -9,9 +9,11 @@ Every dataset here implements one interface (``gptfl_hpc.data.base.LabeledDatase
 - ``cifar``, ``flowers``, ``speech_commands``, ``esc50``, ``digits``: the readers;
 - ``labels``: ``match_labels`` -- re-index a dataset to the run's label list by name, dropping
   the samples of labels the run does not use;
-- ``shards``: ``ShardDataset`` over synthesis HDF5 shards, ``BlockBatchSampler``;
 - ``partition``, ``partition_report``: Dirichlet / IID / speaker partitions, JSON, statistics;
 - ``images``, ``waveforms``, ``audio_features``: decoding, batching, log-mel features.
+
+The dataset over synthesis shards, ``gptfl_hpc.shards.reader.ShardDataset``, implements the same
+interface; it lives with the shard format it reads.
 
 Nothing is imported here, so that reading the config section does not pull in torch.
 """

@@ -24,9 +24,10 @@ from gptfl_hpc.data.base import LabeledDataset
 from gptfl_hpc.data.factory import feature_transform, open_dataset
 from gptfl_hpc.data.images import collate_images
 from gptfl_hpc.data.labels import LabelSelection, match_labels
-from gptfl_hpc.data.shards import ShardDataset, checked_shard_files
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.modality import input_kind, model_input_kind
+from gptfl_hpc.shards.reader import ShardDataset, checked_shard_files
+
 
 @dataclass(frozen=True)
 class TrainingPlan:

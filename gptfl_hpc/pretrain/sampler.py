@@ -14,7 +14,7 @@ from typing import Iterator
 
 from torch.utils.data import Sampler
 
-from gptfl_hpc.data.shards import BlockBatchSampler
+from gptfl_hpc.shards.reader import BlockBatchSampler
 
 
 class RankBatchSampler(Sampler[list[int]]):

@@ -1,5 +1,1 @@
-"""Label names for GPT-FL prompts; ``iblt`` (masked by ``gptfl_hpc.secure_sum``) discovers them without a per-client view."""
-
-from gptfl_hpc.prompts.iblt import load_label_union
-
-__all__ = ["load_label_union"]
+"""Stage 1 of GPT-FL: class prompts from the run's label names, written to ``RUN/prompts.json``."""

@@ -10,7 +10,7 @@ from typing import Any
 from gptfl_hpc.config import Config
 from gptfl_hpc.layout import RunLayout
 from gptfl_hpc.modality import require_same_input
-from gptfl_hpc.synth.manifest import shard_states
+from gptfl_hpc.shards.manifest import shard_states
 from gptfl_hpc.stage import CheckContext, Stage
 from gptfl_hpc.synth import stage as synth
 from gptfl_hpc.synth.plan import Plan

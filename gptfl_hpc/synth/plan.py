@@ -5,19 +5,22 @@ based hash (SplitMix64) of the run seed, the sample index and a stream number pe
 interleaved (``i mod C``), so every class gets the same number of samples -- the server knows only
 the label set -- and every shard holds nearly the same class histogram.
 
-Shard ``k`` covers the fixed index range ``[k * S, min((k + 1) * S, total))``; array task ``t``
-covers a fixed group of consecutive shards.
+Shard ``k`` covers the fixed index range ``[k * S, min((k + 1) * S, total))``
+(``gptfl_hpc.shards.ranges``); array task ``t`` covers a fixed group of consecutive shards.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from gptfl_hpc.errors import UserError
+from gptfl_hpc.shards.manifest import read_plan
+from gptfl_hpc.shards.ranges import ShardRanges
 from gptfl_hpc.synth.generators.base import SampleSpec
 
 _MASK64 = (1 << 64) - 1
@@ -62,16 +65,19 @@ class Plan:
         return self.per_class * self.num_labels
 
     @property
+    def ranges(self) -> ShardRanges:
+        return ShardRanges(total=self.total, samples_per_shard=self.samples_per_shard)
+
+    @property
     def num_shards(self) -> int:
-        return math.ceil(self.total / self.samples_per_shard)
+        return self.ranges.num_shards
 
     @property
     def num_tasks(self) -> int:
         return math.ceil(self.num_shards / self.shards_per_task)
 
     def shard_range(self, shard: int) -> tuple[int, int]:
-        start = shard * self.samples_per_shard
-        return start, min(start + self.samples_per_shard, self.total)
+        return self.ranges.shard_range(shard)
 
     def task_shards(self, task: int) -> range:
         if not 0 <= task < self.num_tasks:
@@ -114,6 +120,18 @@ class Plan:
         values["guidance"] = list(self.guidance)
         return values
 
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any]) -> "Plan":
+        """The plan a ``summary()`` describes."""
+        values = {field.name: summary[field.name] for field in fields(cls) if field.name in summary}
+        values["guidance"] = tuple(values["guidance"])
+        return cls(**values)
+
+
+def saved_plan(synth_dir: Path) -> Optional[tuple[Plan, list[str]]]:
+    """The plan and labels a synthesis folder was made with; None when it has none saved."""
+    return read_plan(synth_dir, Plan.from_summary)
+
 
 def make_plan(
     *,
@@ -131,7 +149,7 @@ def make_plan(
     if total < 1:
         raise UserError(f"synthesis would make {total} samples; raise synth.multiplier or set synth.count")
     per_class = max(1, round(total / num_labels))
-    num_shards = math.ceil(per_class * num_labels / samples_per_shard)
+    num_shards = ShardRanges(total=per_class * num_labels, samples_per_shard=samples_per_shard).num_shards
     shards_per_task = math.ceil(num_shards / min(tasks, num_shards))
     return Plan(
         run_seed=run_seed,

@@ -29,19 +29,18 @@ from gptfl_hpc.config import Config
 from gptfl_hpc.durable import atomic_write_json
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.rundir import load_run, prepare_run_dir
-from gptfl_hpc.synth.manifest import (
+from gptfl_hpc.shards.manifest import (
     PLAN,
     check_shard,
     read_record,
     rebuild_manifest,
-    saved_plan,
     shard_path,
     shard_problems,
     shard_states,
     write_record,
 )
-from gptfl_hpc.synth.plan import Plan, make_plan
-from gptfl_hpc.synth.writer import PartialShard, shard_name, write_shard
+from gptfl_hpc.shards.writer import PartialShard, shard_name, write_shard
+from gptfl_hpc.synth.plan import Plan, make_plan, saved_plan
 
 log = logging.getLogger(__name__)
 

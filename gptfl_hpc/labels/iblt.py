@@ -30,8 +30,7 @@ import math
 import struct
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
-from typing import Iterable, Mapping, Union
+from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -395,35 +394,6 @@ def decode(params: IbltParams, table: np.ndarray) -> dict[str, int]:
     return result.counts
 
 
-# --------------------------------------------------------------------------- the decoded union file
-
-
-def label_union_document(counts: Mapping[str, int], clients: int, with_counts: bool) -> dict:
-    """The labels.json content: labels sorted by Unicode code point, optional counts, client count."""
-    labels = sorted(counts)
-    document: dict = {"labels": labels, "clients": int(clients)}
-    if with_counts:
-        document["counts"] = {label: int(counts[label]) for label in labels}
-    return document
-
-
-def load_label_union(path: Union[str, Path]) -> list[str]:
-    """The sorted label names from a labels.json written by ``gptfl labels aggregate``."""
-    path = Path(path)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"label union file {path} does not exist; run `gptfl labels aggregate` first") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"label union file {path} is not readable JSON ({exc}); rerun `gptfl labels aggregate`") from None
-    labels = document.get("labels") if isinstance(document, dict) else None
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
-        raise UserError(f"label union file {path} has no non-empty 'labels' list of strings; rerun `gptfl labels aggregate`")
-    if len(set(labels)) != len(labels):
-        raise UserError(f"label union file {path} repeats a label; rerun `gptfl labels aggregate`")
-    return sorted(labels)
-
-
 __all__ = [
     "DEFAULT_FAILURE_PROB",
     "DEFAULT_MAX_LABEL_BYTES",
@@ -435,8 +405,6 @@ __all__ = [
     "decode",
     "encode_counts",
     "encode_labels",
-    "label_union_document",
-    "load_label_union",
     "params_for",
     "peel",
     "sum_tables",

@@ -8,8 +8,11 @@ recorded shard; tasks finishing at the same time rebuild it under a file lock, a
 A shard is *good* when it opens, says ``complete``, holds exactly its planned index range with the
 plan's labels, and its sha256 equals its record. Anything else is *bad*: the next run moves it to
 ``RUN/synth/bad/`` (kept, never deleted) and makes it again. Readers of shards (pretraining) use
-``saved_plan`` and ``shard_problems`` to refuse a folder with any planned shard not good, and
+``read_plan`` and ``shard_problems`` to refuse a folder with any planned shard not good, and
 ``record_problem`` for a shard outside such a folder that has a record beside it.
+
+The functions take any plan that says how many shards there are and which samples each holds
+(``ShardPlan``): the synthesis plan, or the ``ShardRanges`` of a saved one.
 """
 
 from __future__ import annotations
@@ -17,15 +20,14 @@ from __future__ import annotations
 import fcntl
 import json
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Protocol, Sequence, TypeVar
 
 import numpy as np
 
 from gptfl_hpc.durable import atomic_write_json, sha256_of
-from gptfl_hpc.synth.plan import Plan
-from gptfl_hpc.synth.writer import PartialShard, read_arrays, read_attrs, shard_name
+from gptfl_hpc.shards.writer import PartialShard, read_arrays, read_attrs, shard_name
 
 MANIFEST = "manifest.json"
 #: The plan and labels of a synthesis folder, written before its first shard.
@@ -33,6 +35,24 @@ PLAN = "plan.json"
 
 
 sha256_file = sha256_of  # the shard checksum is the one every durable file uses
+
+
+class ShardPlan(Protocol):
+    """How many shards a folder should hold and which samples each one covers."""
+
+    @property
+    def num_shards(self) -> int: ...
+
+    def shard_range(self, shard: int) -> tuple[int, int]: ...
+
+
+class SummarizedPlan(ShardPlan, Protocol):
+    """A plan that can also describe itself for ``manifest.json``."""
+
+    def summary(self) -> dict[str, Any]: ...
+
+
+PlanT = TypeVar("PlanT")
 
 
 def shard_path(synth_dir: Path, shard: int) -> Path:
@@ -43,7 +63,7 @@ def record_path(synth_dir: Path, shard: int) -> Path:
     return Path(synth_dir) / f"{shard_name(shard)}.json"
 
 
-def write_record(synth_dir: Path, shard: int, plan: Plan, labels: Sequence[str]) -> dict[str, Any]:
+def write_record(synth_dir: Path, shard: int, plan: ShardPlan, labels: Sequence[str]) -> dict[str, Any]:
     """Record a freshly completed shard: checksum, count, range and class histogram."""
     path = shard_path(synth_dir, shard)
     start, stop = plan.shard_range(shard)
@@ -68,7 +88,7 @@ def read_record(synth_dir: Path, shard: int) -> Optional[dict[str, Any]]:
         return None
 
 
-def check_shard(synth_dir: Path, shard: int, plan: Plan, labels: Sequence[str]) -> Optional[str]:
+def check_shard(synth_dir: Path, shard: int, plan: ShardPlan, labels: Sequence[str]) -> Optional[str]:
     """None when shard ``shard`` is good; otherwise what is wrong with it, in a few words."""
     path = shard_path(synth_dir, shard)
     record = read_record(synth_dir, shard)
@@ -102,7 +122,7 @@ class ShardState:
     problem: Optional[str] = None
 
 
-def shard_states(synth_dir: Path, plan: Plan, labels: Sequence[str], check: bool = True) -> list[ShardState]:
+def shard_states(synth_dir: Path, plan: ShardPlan, labels: Sequence[str], check: bool = True) -> list[ShardState]:
     """The state of every planned shard; with ``check`` complete shards are verified in full."""
     states = []
     for shard in range(plan.num_shards):
@@ -119,7 +139,7 @@ def shard_states(synth_dir: Path, plan: Plan, labels: Sequence[str], check: bool
     return states
 
 
-def shard_problems(synth_dir: Path, plan: Plan, labels: Sequence[str]) -> list[tuple[str, str]]:
+def shard_problems(synth_dir: Path, plan: ShardPlan, labels: Sequence[str]) -> list[tuple[str, str]]:
     """``(file name, problem)`` for every planned shard that is not good, missing and partial ones included."""
     problems = []
     for state in shard_states(synth_dir, plan, labels, check=True):
@@ -131,22 +151,17 @@ def shard_problems(synth_dir: Path, plan: Plan, labels: Sequence[str]) -> list[t
     return problems
 
 
-def saved_plan(synth_dir: Path) -> Optional[tuple[Plan, list[str]]]:
-    """The plan and labels a synthesis folder was made with (``plan.json``, else ``manifest.json``);
-    None for a folder of shards that neither describes."""
+def read_plan(synth_dir: Path, build: Callable[[dict[str, Any]], PlanT]) -> Optional[tuple[PlanT, list[str]]]:
+    """The plan and labels a synthesis folder was made with (``plan.json``, else ``manifest.json``),
+    the plan made by ``build`` from its saved summary; None for a folder of shards that neither
+    describes (or whose summary ``build`` cannot read)."""
     for name in (PLAN, MANIFEST):
         try:
             saved = json.loads((Path(synth_dir) / name).read_text())
-            return _plan_from_summary(saved["plan"]), list(saved["labels"])
+            return build(saved["plan"]), list(saved["labels"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return None
-
-
-def _plan_from_summary(summary: dict[str, Any]) -> Plan:
-    values = {field.name: summary[field.name] for field in fields(Plan) if field.name in summary}
-    values["guidance"] = tuple(values["guidance"])
-    return Plan(**values)
 
 
 def record_problem(path: Path) -> Optional[str]:
@@ -175,7 +190,7 @@ def _locked(synth_dir: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def rebuild_manifest(synth_dir: Path, plan: Plan, labels: Sequence[str], provenance: dict[str, Any]) -> dict[str, Any]:
+def rebuild_manifest(synth_dir: Path, plan: SummarizedPlan, labels: Sequence[str], provenance: dict[str, Any]) -> dict[str, Any]:
     """Write ``manifest.json`` from the records of the shards that exist."""
     synth_dir = Path(synth_dir)
     with _locked(synth_dir):

@@ -51,6 +51,8 @@ from gptfl_hpc.data.labels import (
 from gptfl_hpc.data.waveforms import pcm_to_float, to_mono_rate
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.layout import RunLayout
+from gptfl_hpc.shards.manifest import read_plan, record_problem, shard_path, shard_problems
+from gptfl_hpc.shards.ranges import ShardRanges
 
 PathLike = Union[str, Path]
 
@@ -71,14 +73,12 @@ def _existing_folder(directory: PathLike) -> Path:
 def checked_shard_files(source: PathLike) -> list[Path]:
     """The shards to read from a folder (or one shard file), each checked against its record; one
     ``UserError`` line naming the first shard that is not good and how to remake it."""
-    from gptfl_hpc.synth.manifest import record_problem, saved_plan, shard_path, shard_problems
-
     path = Path(source)
     if path.is_file():
         _refuse_bad_shards(path.parent, [(path.name, record_problem(path))])
         return [path]
     folder = _existing_folder(path)
-    saved = saved_plan(folder)
+    saved = read_plan(folder, ShardRanges.from_summary)
     if saved is not None:
         plan, labels = saved
         _refuse_bad_shards(folder, shard_problems(folder, plan, labels))
