@@ -17,6 +17,8 @@ import json
 
 from gptfl_hpc.commands.common import add_job_parser, config_from_args
 from gptfl_hpc.commands.pipeline import Pipeline
+from gptfl_hpc.config import Config
+from gptfl_hpc.locks import submit_lock
 from gptfl_hpc.rundir import check_run_dir
 from gptfl_hpc.stages import PIPELINE, REPORT
 
@@ -30,6 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     check_run_dir(config)
+    with submit_lock(config.run_dir, wait=args.wait, dry_run=args.dry_run):
+        return run_pipeline(config, args)
+
+
+def run_pipeline(config: Config, args: argparse.Namespace) -> int:
     pipeline = Pipeline(config, args.dry_run, lenient=True)
     if args.dry_run:
         pipeline.say(f"{config.run_dir}, executor {config.launcher.executor}, config hash {config.hash}")

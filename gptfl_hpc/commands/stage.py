@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, Sequence
 from gptfl_hpc.commands.common import add_job_parser, config_from_args
 from gptfl_hpc.commands.pipeline import Pipeline
 from gptfl_hpc.config import Config
+from gptfl_hpc.locks import submit_lock
 from gptfl_hpc.rundir import check_run_dir
 from gptfl_hpc.stages import BY_NAME, Stage, federation
 
@@ -64,7 +65,15 @@ def submit_stage(
     summarize: Optional[Summarize] = None,
     prefix: Optional[str] = None,
 ) -> int:
-    """Run ``requested`` (and their prerequisites) as jobs; prints what happened, returns the exit code."""
+    """Run ``requested`` (and their prerequisites) as jobs; prints what happened, returns the exit code.
+    Holds the run's submit lock meanwhile: another command on the run is refused, or with ``wait`` waited for."""
+    with submit_lock(config.run_dir, wait=wait, dry_run=dry_run):
+        return _submit_stage(config, requested, dry_run=dry_run, wait=wait, explain=explain, summarize=summarize,
+                             prefix=prefix)
+
+
+def _submit_stage(config: Config, requested: Sequence[Stage], *, dry_run: bool, wait: bool,
+                  explain: Optional[Explain], summarize: Optional[Summarize], prefix: Optional[str]) -> int:
     main = requested[-1]
     pipeline = Pipeline(config, dry_run, prefix=prefix or main.name)
     executor = config.launcher.executor

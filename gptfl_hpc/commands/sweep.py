@@ -28,6 +28,7 @@ from gptfl_hpc.errors import UserError
 from gptfl_hpc.launch import JobFailed, Launcher
 from gptfl_hpc.launch.jobs import record_jobs
 from gptfl_hpc.layout import RunLayout
+from gptfl_hpc.locks import submit_lock
 from gptfl_hpc.report import RUNS
 from gptfl_hpc.rundir import check_run_dir, prepare_run_dir
 from gptfl_hpc.stages import BASELINE, FEDERATE, PRETRAIN, PROMPTS, REPORT, SYNTH
@@ -48,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--shared-dir", type=Path, metavar="DIR", help="where the shared upstream runs go "
                         "(default: the grid's shared_dir, else SWEEP_DIR/shared)")
     add_executor_arguments(parser)
-    parser.add_argument("--wait", action="store_true", help="with --executor slurm: wait for every job to finish")
+    parser.add_argument("--wait", action="store_true", help="wait for another command using these run directories; "
+                        "with --executor slurm also for every job to finish")
     parser.set_defaults(func=main)
 
 
@@ -69,10 +71,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"sweep: would submit the combined report after every point ({RunLayout(sweep.sweep_dir).report})")
         print("sweep: nothing submitted")
         return 0
-    prepare_sweep(sweep)
-    if executor == "slurm":
-        return submit_on_slurm(submitter, args.wait)
-    return run_one_after_another(submitter)
+    with submit_lock([sweep.sweep_dir, *(run.config.run_dir for run in sweep.shared.values()),
+                      *(point.config.run_dir for point in sweep.points)], wait=args.wait):
+        prepare_sweep(sweep)
+        if executor == "slurm":
+            return submit_on_slurm(submitter, args.wait)
+        return run_one_after_another(submitter)
 
 
 def _one_executor(sweep: Sweep) -> str:
