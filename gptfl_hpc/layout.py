@@ -10,6 +10,7 @@
     RUN/weights/                     tiny generator weights built for the run
     RUN/logs/<stage>/                job logs and submitit folders
     RUN/jobs.json                    the Slurm jobs each stage submitted last
+    RUN/locks/                       who submits the run and who writes each output, while they do
     RUN/.cache/                      build caches (torch extensions), per run
 """
 
@@ -82,6 +83,11 @@ class RunLayout:
     @property
     def jobs_file(self) -> Path:
         return self.root / "jobs.json"
+
+    def lock(self, name: str) -> Path:
+        """The lock file of ``name``: ``submit`` (the command submitting the run) or an output
+        (``pretrain``, ``synth/shard-00003``); see :mod:`gptfl_hpc.locks`."""
+        return self.root / "locks" / f"{name}.lock"
 
     @property
     def cache(self) -> Path:

@@ -20,6 +20,7 @@ from typing import Any, Optional
 from gptfl_hpc.config import Config
 from gptfl_hpc.durable import atomic_path, atomic_write_text
 from gptfl_hpc.errors import UserError
+from gptfl_hpc.locks import output_lock
 from gptfl_hpc.stage import CheckContext, Stage, file_state
 
 #: (method, federate.init): the two federations a report compares.
@@ -84,6 +85,11 @@ def target_accuracy(config: Config, curves: list[Curve]) -> Optional[float]:
 def make_report(config: Config, smooth: int = 1) -> dict[str, Any]:
     """Write ``RUN/report/report.md`` and its plots; returns what was written. ``smooth`` > 1 draws
     gradient diversity as a trailing mean over that many rounds."""
+    with output_lock(config.run_dir, "report"):
+        return _write_report(config, smooth)
+
+
+def _write_report(config: Config, smooth: int) -> dict[str, Any]:
     run, layout = config.run_dir, config.layout
     curves = [c for name, init in RUNS if (c := read_curve(name, layout.federation(init) / "metrics.jsonl"))]
     if not curves:

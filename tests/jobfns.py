@@ -94,3 +94,26 @@ if __name__ == "__main__":
 def count_task(task: tuple) -> int:
     """``count`` for ``map_array``, which passes one item per task."""
     return count(*task)
+
+
+class SlowToSave:
+    """A result whose pickling takes ``seconds``: a USR2 then lands after the stage returned, while
+    submitit's own signal handler is in place again."""
+
+    def __init__(self, marker: str, seconds: float):
+        self.marker, self.seconds = marker, seconds
+
+    def __reduce__(self):
+        Path(self.marker).write_text("saving")
+        time.sleep(self.seconds)
+        return (str, ("saved",))
+
+
+def slow_to_save(state_dir: str, seconds: float) -> SlowToSave:
+    """Logs each start (with SLURM_RESTART_COUNT) and returns a result slow to save on the first run."""
+    folder = Path(state_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
+    with open(folder / "starts.log", "a") as log:
+        log.write(f"{os.getpid()} {restarts}\n")
+    return SlowToSave(str(folder / f"saving-{restarts}"), seconds if restarts == "0" else 0.0)

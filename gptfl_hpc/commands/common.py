@@ -30,7 +30,8 @@ def add_job_parser(
     )
     add_config_arguments(parser)
     add_executor_arguments(parser)
-    parser.add_argument("--wait", action="store_true", help="with --executor slurm: wait for the jobs to finish")
+    parser.add_argument("--wait", action="store_true", help="wait for another command using the run_dir; "
+                        "with --executor slurm also for the jobs to finish")
     return parser
 
 

@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--shared-dir", type=Path, metavar="DIR", help="where the shared upstream runs go "
                         "(default: the grid's shared_dir, else SWEEP_DIR/shared)")
     add_executor_arguments(parser)
-    parser.add_argument("--wait", action="store_true", help="with --executor slurm: wait for every job to finish")
+    parser.add_argument("--wait", action="store_true", help="wait for another command using these run directories; "
+                        "with --executor slurm also for every job to finish")
     parser.set_defaults(func=main)
 
 

@@ -16,7 +16,8 @@ from typing import Any, Optional
 
 from gptfl_hpc.config import Config
 from gptfl_hpc.errors import UserError
-from gptfl_hpc.ranks import check_rank_devices, run_on_ranks
+from gptfl_hpc.locks import output_lock
+from gptfl_hpc.ranks import check_rank_devices, launched_world, run_on_ranks
 from gptfl_hpc.rundir import prepare_run_dir
 
 def run(config: Config) -> dict[str, Any]:
@@ -33,9 +34,11 @@ def federate(config: Config, init: str) -> dict[str, Any]:
     from gptfl_hpc.fl.simulator import Plan, simulate
 
     init_path = preflight(config, init, check_local_devices=True)
-    prepare_run_dir(config)
-    plan = Plan(config, config.layout.federation(init), init_path)
-    return run_on_ranks(simulate, config.federate.ranks, (plan,))
+    output = config.layout.federation(init)
+    rank = (launched_world() or (0, 1))[0]
+    with output_lock(config.run_dir, output.name, rank=rank):  # rank 0 holds it for the job
+        prepare_run_dir(config)
+        return run_on_ranks(simulate, config.federate.ranks, (Plan(config, output, init_path),))
 
 
 def init_model_path(config: Config, init: str) -> Optional[Path]:

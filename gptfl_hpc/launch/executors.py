@@ -13,6 +13,7 @@ from typing import Optional
 import submitit
 
 from gptfl_hpc.config import LauncherConfig
+from gptfl_hpc.launch.sbatch import render_sbatch
 
 
 def slurm_parameters(
@@ -66,7 +67,9 @@ def make_executor(
     """The submitit executor for ``launcher.executor`` (``local``, ``slurm`` or ``debug``)."""
     kind = launcher.executor
     if kind == "slurm":
-        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=launcher.slurm.max_requeues)
+        # submitit's own timeout counter never decides a requeue: its USR2 handler ends in
+        # Preemptible.checkpoint, and launch.requeue counts launcher.slurm.max_requeues.
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=0)
         executor.update_parameters(
             **slurm_parameters(
                 launcher, job_name=job_name, nodes=nodes, tasks_per_node=tasks_per_node, dependency=dependency
@@ -87,12 +90,9 @@ def make_executor(
 
 
 def sbatch_script(launcher: LauncherConfig, folder: Path, *, array: Optional[int] = None, **job: Optional[str]) -> str:
-    """The exact sbatch script ``make_executor`` would submit (an ``array``-task array job when
-    given); writes nothing."""
-    executor = make_executor(launcher.model_copy(update={"executor": "slurm"}), folder, **job)
-    if array is not None:
-        executor.parameters["map_count"] = array  # what submitit sets for map_array
-    return executor._make_submission_file_text(executor._submitit_command_str, uid="dry-run")
+    """The sbatch script ``make_executor`` would submit (an ``array``-task array job when given);
+    writes and submits nothing."""
+    return render_sbatch(slurm_parameters(launcher, **job), folder, array=array)
 
 
 def max_array_size(default: int = 1001) -> int:

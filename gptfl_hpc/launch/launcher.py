@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import signal
 import subprocess
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -19,7 +22,8 @@ from gptfl_hpc.config import LauncherConfig
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.launch.distributed import export_distributed_env
 from gptfl_hpc.launch.executors import make_executor
-from gptfl_hpc.launch.requeue import run_preemptible
+from gptfl_hpc.launch.requeue import leave_for_requeue, run_preemptible
+from gptfl_hpc.locks import describe, process_alive, this_process
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +35,55 @@ class JobFailed(RuntimeError):
 
 
 class Preemptible:
-    """The callable a job runs: torch.distributed env from the scheduler, USR2 -> requeue."""
+    """The callable a job runs: torch.distributed env from the scheduler, USR2 -> requeue.
+
+    ``launch.requeue`` is the one thing that requeues, counting ``launcher.slurm.max_requeues``
+    restarts. While the stage runs its USR2 handler is in place; before the stage starts submitit's
+    own handler is, and it calls :meth:`checkpoint`, which goes the same way. Once the stage returned
+    there is nothing left to save and the result is being written: USR2 is only logged.
+    """
 
     def __init__(self, fn: Callable[..., Any], grace_s: float, max_requeues: int):
         self.fn = fn
         self.grace_s = grace_s
         self.max_requeues = max_requeues
+        self.submitter = this_process()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         export_distributed_env()
         _log_to_stderr()
-        return run_preemptible(lambda: self.fn(*args, **kwargs), grace_s=self.grace_s, max_requeues=self.max_requeues)
+        if os.environ.get("SUBMITIT_EXECUTOR") == "local":
+            _end_with(self.submitter)
+        try:
+            return run_preemptible(lambda: self.fn(*args, **kwargs), grace_s=self.grace_s,
+                                   max_requeues=self.max_requeues)
+        finally:
+            signal.signal(signal.SIGUSR2, _after_the_stage)
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> None:
+        """What submitit's USR2 handler calls outside ``__call__``: nothing to save there, so requeue
+        through ``launch.requeue`` (which exits, or raises past ``max_requeues``), never submitit's way."""
+        leave_for_requeue(self.max_requeues)
 
     def __repr__(self) -> str:
         return f"Preemptible({getattr(self.fn, '__qualname__', self.fn)!r})"
+
+
+def _after_the_stage(signum: int, frame: object) -> None:
+    log.warning("caught USR2 after the stage ended: saving its result, not requeueing")
+
+
+def _end_with(submitter: dict[str, Any]) -> None:
+    """End this local job when the command that started it is gone (killed): nobody waits for its
+    result any more, and the outputs it holds locked would stall the next run of the same command."""
+
+    def watch() -> None:
+        while process_alive(submitter) is not False:
+            time.sleep(1.0)
+        log.error("%s, which started this local job, is gone; stopping the job", describe(submitter))
+        os._exit(1)
+
+    threading.Thread(target=watch, name="submitter-watch", daemon=True).start()
 
 
 def _log_to_stderr() -> None:

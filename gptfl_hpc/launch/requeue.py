@@ -14,23 +14,16 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Callable, Optional, TypeVar
+from typing import Callable, TypeVar
 
 from gptfl_hpc import preemption
+from gptfl_hpc.locks import slurm_task_id
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: Exit status of a process that handed itself back to Slurm; never reported as a result.
 REQUEUED_EXIT = 75
-
-
-def slurm_task_id() -> Optional[str]:
-    """``ARRAYJOBID_TASKID`` for an array task, the plain job id otherwise, None outside Slurm."""
-    array_job, array_task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-    if array_job and array_task:
-        return f"{array_job}_{array_task}"
-    return os.environ.get("SLURM_JOB_ID")
 
 
 def requeue_self() -> str:
@@ -51,7 +44,7 @@ def _restarts() -> int:
     return int(os.environ.get("SLURM_RESTART_COUNT", "0"))
 
 
-def _leave(max_requeues: int) -> None:
+def leave_for_requeue(max_requeues: int) -> None:
     """Hand the task back to Slurm (rank 0 only: requeueing kills every rank) and exit."""
     if slurm_task_id() is None:
         raise RuntimeError("preempted outside Slurm; run the same command again to resume")
@@ -73,7 +66,7 @@ def run_preemptible(fn: Callable[[], T], *, grace_s: float, max_requeues: int) -
         if not finished.wait(grace_s):
             log.error("no safe point within %.0f s of USR2; requeueing from the last checkpoint", grace_s)
             try:
-                _leave(max_requeues)
+                leave_for_requeue(max_requeues)
             except Exception as exc:  # a thread cannot raise into the job: report and stop it
                 log.error("%s", exc)
                 os._exit(1)
@@ -90,7 +83,7 @@ def run_preemptible(fn: Callable[[], T], *, grace_s: float, max_requeues: int) -
     try:
         return fn()
     except preemption.Preempted:
-        _leave(max_requeues)
+        leave_for_requeue(max_requeues)
         raise  # unreachable: _leave exits
     finally:
         finished.set()

@@ -7,7 +7,9 @@
   stage already done for this config says so and submits nothing.
 
 With a local executor, or ``wait``, they wait for the jobs and print the results; on Slurm they
-return after submitting.
+return after submitting. Both hold the run directory's submit lock meanwhile (``gptfl_hpc.locks``):
+a second command on the same run is refused in one line naming the holder, or with ``wait``
+waits for it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Sequence
 
 from gptfl_hpc.config import Config
 from gptfl_hpc.launch.requeue import run_preemptible
+from gptfl_hpc.locks import submit_lock
 from gptfl_hpc.orchestrate.pipeline import Pipeline
 from gptfl_hpc.orchestrate.stages import BY_NAME, PIPELINE, REPORT
 from gptfl_hpc.stage import Stage
@@ -27,6 +30,11 @@ def submit_run(config: Config, *, dry_run: bool = False, wait: bool = False) -> 
     """The whole pipeline as jobs: on Slurm each stage its own job chained with ``afterok`` (a failed
     stage cancels the rest; FL from scratch reads no synthetic data, so it starts at once), locally
     one after another. The report is written at the end."""
+    with submit_lock(config.run_dir, wait=wait, dry_run=dry_run):
+        return _submit_run(config, dry_run=dry_run, wait=wait)
+
+
+def _submit_run(config: Config, *, dry_run: bool, wait: bool) -> int:
     pipeline = Pipeline(config, dry_run, lenient=True)
     if dry_run:
         pipeline.say(f"{config.run_dir}, executor {config.launcher.executor}, config hash {config.hash}")
@@ -50,6 +58,11 @@ def submit_stage(config: Config, requested: Sequence[Stage], *, dry_run: bool = 
                  prefix: str = "") -> int:
     """Run ``requested`` (and their prerequisites) as jobs; prints what happened, returns the exit code.
     The last of ``requested`` is the command's own stage: its ``explain`` and ``summarize`` are used."""
+    with submit_lock(config.run_dir, wait=wait, dry_run=dry_run):
+        return _submit_stage(config, requested, dry_run=dry_run, wait=wait, prefix=prefix)
+
+
+def _submit_stage(config: Config, requested: Sequence[Stage], *, dry_run: bool, wait: bool, prefix: str) -> int:
     main = requested[-1]
     pipeline = Pipeline(config, dry_run, prefix=prefix or main.name)
     executor = config.launcher.executor

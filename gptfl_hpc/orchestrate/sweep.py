@@ -19,6 +19,7 @@ from gptfl_hpc.errors import UserError
 from gptfl_hpc.launch import JobFailed, Launcher
 from gptfl_hpc.launch.jobs import record_jobs
 from gptfl_hpc.layout import RunLayout
+from gptfl_hpc.locks import submit_lock
 from gptfl_hpc.orchestrate.pipeline import Pipeline
 from gptfl_hpc.orchestrate.stages import BASELINE, FEDERATE, PRETRAIN, PROMPTS, REPORT, SYNTH
 from gptfl_hpc.report import RUNS
@@ -41,10 +42,13 @@ def submit_sweep(sweep: Sweep, *, dry_run: bool = False, wait: bool = False) -> 
         print(f"sweep: would submit the combined report after every point ({RunLayout(sweep.sweep_dir).report})")
         print("sweep: nothing submitted")
         return 0
-    prepare_sweep(sweep)
-    if executor == "slurm":
-        return submit_on_slurm(submitter, wait)
-    return run_one_after_another(submitter)
+    # Every run directory of the sweep, in path order, so two sweeps waiting on each other cannot deadlock.
+    with submit_lock([sweep.sweep_dir, *(run.config.run_dir for run in sweep.shared.values()),
+                      *(point.config.run_dir for point in sweep.points)], wait=wait):
+        prepare_sweep(sweep)
+        if executor == "slurm":
+            return submit_on_slurm(submitter, wait)
+        return run_one_after_another(submitter)
 
 
 def _one_executor(sweep: Sweep) -> str:

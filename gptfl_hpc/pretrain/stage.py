@@ -18,6 +18,7 @@ from typing import Any
 from gptfl_hpc import durable, ranks
 from gptfl_hpc.config import Config
 from gptfl_hpc.errors import UserError
+from gptfl_hpc.locks import output_lock
 from gptfl_hpc.pretrain.description import completed
 from gptfl_hpc.pretrain.engine import configure_environment
 from gptfl_hpc.pretrain.inputs import TrainingPlan, plan_training
@@ -29,8 +30,14 @@ log = logging.getLogger(__name__)
 
 def run(config: Config) -> dict[str, Any]:
     """Train (or resume) and export; the summary of the finished run."""
-    paths = PretrainPaths(config.run_dir)
     check_run_dir(config)
+    rank = (ranks.launched_world() or (0, 1))[0]
+    with output_lock(config.run_dir, "pretrain", rank=rank):  # rank 0 holds it for the job
+        return _train(config)
+
+
+def _train(config: Config) -> dict[str, Any]:
+    paths = PretrainPaths(config.run_dir)
     finished = completed(config)
     if finished is not None:
         log.info("pretrain already complete: %s", paths.model)

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from gptfl_hpc.config import Config
 from gptfl_hpc.durable import atomic_write_json
 from gptfl_hpc.errors import UserError
+from gptfl_hpc.locks import output_lock
 from gptfl_hpc.prompts.config import TINY
 from gptfl_hpc.prompts.store import prompts_path, read_hash
 from gptfl_hpc.prompts.templates import MODALITIES, builtin_templates, dedupe_key, label_text, unique_rendered
@@ -102,6 +103,11 @@ def run(config: Config) -> dict[str, Any]:
     """Write ``RUN/prompts.json``; return at once when it exists for the same prompts identity."""
     check_run_dir(config)
     request = check(config)
+    with output_lock(config.run_dir, "prompts"):
+        return _write_prompts(config, request)
+
+
+def _write_prompts(config: Config, request: PromptsRequest) -> dict[str, Any]:
     path = prompts_path(config.run_dir)
     if path.is_file():
         log.info("prompts: %s is already made for this config", path)

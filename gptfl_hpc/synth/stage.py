@@ -28,6 +28,7 @@ from gptfl_hpc import preemption
 from gptfl_hpc.config import Config
 from gptfl_hpc.durable import atomic_write_json
 from gptfl_hpc.errors import UserError
+from gptfl_hpc.locks import output_locks
 from gptfl_hpc.rundir import load_run, prepare_run_dir
 from gptfl_hpc.shards.manifest import (
     PLAN,
@@ -218,8 +219,15 @@ def _shard_is_done(job: SynthJob, shard: int) -> bool:
 
 
 def run_task(config: Config, task: int) -> dict[str, Any]:
-    """Make every shard of array task ``task``; returns counts and the measured samples/s."""
+    """Make every shard of array task ``task``; returns counts and the measured samples/s. Holds the
+    locks of its own shards only, so the tasks of one array write side by side."""
     job = prepare(config)
+    with output_locks(config.run_dir, [f"synth/{shard_name(shard)}" for shard in job.plan.task_shards(task)]):
+        return _make_shards(job, task)
+
+
+def _make_shards(job: SynthJob, task: int) -> dict[str, Any]:
+    config = job.config
     plan, model = job.plan, config.synth.model
     shards = plan.task_shards(task)
     todo = [shard for shard in shards if not _shard_is_done(job, shard)]
