@@ -9,7 +9,7 @@ import sys
 from typing import Optional, Sequence
 
 from gptfl_hpc import __version__
-from gptfl_hpc.errors import UserError
+from gptfl_hpc.errors import UserError, disk_full_error
 from gptfl_hpc.launch import JobFailed
 
 #: Modules under gptfl_hpc.commands, in the order ``gptfl --help`` lists them.
@@ -69,6 +69,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except JobFailed as exc:
         print(f"gptfl: job failed: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a full disk met by this process itself, outside the durable writers
+        full = disk_full_error(exc)
+        if full is None:
+            raise
+        print(f"gptfl: error: {full}", file=sys.stderr)
+        return full.exit_code
 
 
 if __name__ == "__main__":

@@ -7,6 +7,11 @@ system). A killed process therefore never leaves a half-written checkpoint that 
 A file damaged later (a full disk, a bad copy, a truncation) is caught by the SHA-256 checksums
 written with every checkpoint: a resume takes the newest checkpoint that matches them, moves the
 damaged ones into ``damaged/`` with one warning line each, and never deletes them.
+
+A write the disk refuses (``ENOSPC``, ``EDQUOT``) removes its partial copy and raises ``DiskFull``:
+one line naming the file and about how much more space it needs. Libraries that hide the errno
+(``torch.save`` reports a short write as a ``RuntimeError``) are recognised by a probe: after a
+failed write, one more MiB is written beside the partial copy; a refusal there means the disk is full.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
+from gptfl_hpc.errors import DiskFull, UserError, refused_for_space
+
 if TYPE_CHECKING:  # torch is imported where needed: label and config commands start fast
     import torch
 
@@ -38,6 +45,7 @@ CHECKSUMS = "checksums"
 DAMAGED = "damaged"
 #: What ``torch.load`` raises on a damaged file (a truncated zip, a cut pickle, an unsafe object).
 UNREADABLE = (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError)
+_PROBE_BYTES = 1 << 20
 
 log = logging.getLogger(__name__)
 _UMASK = os.umask(0o022)
@@ -45,23 +53,100 @@ os.umask(_UMASK)  # read once at import: os.umask can only be read by setting it
 
 
 @contextmanager
-def atomic_path(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``."""
+def atomic_path(path: PathLike, planned_bytes: Optional[int] = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``.
+
+    On a full disk the temporary copy is removed and ``DiskFull`` raised; ``planned_bytes`` (the
+    size the file will have, when known) makes its estimate of the space needed.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    # mkstemp makes 0600 files; shards and reports are shared, so use the usual umask'd mode.
-    os.fchmod(fd, 0o666 & ~_UMASK)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp: Optional[Path] = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = Path(tmp_name)
+        # mkstemp makes 0600 files; shards and reports are shared, so use the usual umask'd mode.
+        os.fchmod(fd, 0o666 & ~_UMASK)
+        os.close(fd)
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+    except Exception as error:
+        full = _disk_full(error, path, tmp, planned_bytes)
+        if full is None:
+            raise
+        raise full from error
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def _disk_full(error: Exception, path: Path, partial: Optional[Path], planned_bytes: Optional[int]) -> Optional[DiskFull]:
+    """``DiskFull`` for ``path`` when ``error`` came from a full disk, else None. The partial copy
+    (a file or a staging folder) is removed first, so the free space counts it; ``planned_bytes``
+    defaults to its size."""
+    if not _refused_for_space(error, path.parent):
+        return None
+    written = 0
+    if partial is not None and partial.is_dir():
+        written = sum(file.stat().st_size for file in partial.rglob("*") if file.is_file())
+        shutil.rmtree(partial, ignore_errors=True)
+    elif partial is not None and partial.exists():
+        written = partial.stat().st_size
+        # Truncated, not only unlinked: the failed writer may still hold it open (the traceback
+        # keeps its frame alive), and an open file keeps its blocks.
+        os.truncate(partial, 0)
+        partial.unlink(missing_ok=True)
+    planned = planned_bytes if planned_bytes is not None else written
+    return DiskFull(path, planned - free_bytes(path.parent))
+
+
+def _refused_for_space(error: Exception, directory: Path) -> bool:
+    if isinstance(error, UserError):
+        return False
+    return refused_for_space(error) or refuses_more(directory)
+
+
+def refuses_more(directory: Path) -> bool:
+    """Whether the file system under ``directory`` refuses one more MiB for lack of space or quota
+    (checked after a failed write, while its partial copy still takes its space)."""
+    try:
+        with tempfile.TemporaryFile(dir=_existing(directory)) as probe:
+            probe.write(bytes(_PROBE_BYTES))
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as error:
+        return refused_for_space(error)
+    return False
+
+
+def free_bytes(directory: PathLike) -> int:
+    """Bytes an unprivileged writer may still use on the file system holding ``directory``."""
+    stats = os.statvfs(_existing(Path(directory)))
+    return stats.f_bavail * stats.f_frsize
+
+
+def _existing(directory: Path) -> Path:
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    return directory
+
+
+def payload_bytes(obj: Any) -> int:
+    """About the bytes ``torch.save`` or ``np.savez`` writes for ``obj``: its tensors and arrays."""
+    if isinstance(obj, dict):
+        return sum(payload_bytes(key) + payload_bytes(value) for key, value in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return sum(payload_bytes(item) for item in obj)
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, (str, bytes)):
+        return len(obj)
+    if hasattr(obj, "untyped_storage"):  # a torch.Tensor: torch.save writes its whole storage
+        return obj.untyped_storage().nbytes()
+    return 8
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -87,8 +172,8 @@ def atomic_directory(directory: PathLike, build: Callable[[Path], None]) -> bool
     directory.parent.mkdir(parents=True, exist_ok=True)
     # mkdir, not mkdtemp (0700): the published folder gets the usual umask'd mode.
     staging = directory.parent / f".{directory.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    staging.mkdir()
     try:
+        staging.mkdir()
         build(staging)
         for path in sorted(staging.rglob("*")):
             _fsync(path)
@@ -101,12 +186,17 @@ def atomic_directory(directory: PathLike, build: Callable[[Path], None]) -> bool
             return False
         _fsync_dir(directory.parent)
         return True
+    except Exception as error:
+        full = _disk_full(error, directory, staging, None)
+        if full is None:
+            raise
+        raise full from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, planned_bytes=len(data)) as tmp:
         tmp.write_bytes(data)
 
 
@@ -133,15 +223,15 @@ def atomic_symlink(link: PathLike, target: PathLike) -> None:
     _fsync_dir(link.parent)
 
 
-def atomic_save(path: PathLike, save: Callable[[Path], None]) -> None:
+def atomic_save(path: PathLike, save: Callable[[Path], None], planned_bytes: Optional[int] = None) -> None:
     """Atomic write for libraries that write to a path themselves (``torch.save``, safetensors)."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, planned_bytes) as tmp:
         save(tmp)
 
 
-def atomic_save_with_checksum(path: PathLike, save: Callable[[Path], None]) -> str:
+def atomic_save_with_checksum(path: PathLike, save: Callable[[Path], None], planned_bytes: Optional[int] = None) -> str:
     """``atomic_save`` that returns the SHA-256 of the bytes written."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, planned_bytes) as tmp:
         save(tmp)
         return sha256_of(tmp)
 
@@ -224,7 +314,7 @@ def save_checkpoint(path: PathLike, state: dict[str, Any]) -> None:
     Python values."""
     import torch
 
-    digest = atomic_save_with_checksum(path, lambda tmp: torch.save(state, tmp))
+    digest = atomic_save_with_checksum(path, lambda tmp: torch.save(state, tmp), payload_bytes(state))
     write_checksums(path, {path: digest})
 
 
@@ -249,7 +339,7 @@ def save_tensors(path: PathLike, tensors: dict[str, "torch.Tensor"], metadata: O
     from safetensors.torch import save_file
 
     contiguous = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
-    atomic_save(path, lambda tmp: save_file(contiguous, str(tmp), metadata=metadata))
+    atomic_save(path, lambda tmp: save_file(contiguous, str(tmp), metadata=metadata), payload_bytes(contiguous))
 
 
 def load_tensors(path: PathLike) -> dict[str, "torch.Tensor"]:

@@ -2,7 +2,9 @@
 
 ``Launcher.submit`` and ``Launcher.map_array`` return job handles with submitit's interface
 (``job_id``, ``done()``, ``result()``, ``state``, ``stderr()``); ``Launcher.wait`` turns any failure
-into a ``JobFailed`` report with the job's state and the last lines of its log, never a hang.
+into a ``JobFailed`` report with the job's state and the last lines of its log, never a hang. A job
+that stopped on a ``UserError`` (a full disk, bad input found inside a stage) is reported as that one
+line, whichever executor ran it and whichever rank raised it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -19,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from gptfl_hpc.config import LauncherConfig
-from gptfl_hpc.errors import UserError
+from gptfl_hpc.durable import refuses_more
+from gptfl_hpc.errors import DiskFull, UserError, disk_full_error
 from gptfl_hpc.launch.distributed import export_distributed_env
 from gptfl_hpc.launch.executors import make_executor
 from gptfl_hpc.launch.requeue import leave_for_requeue, run_preemptible
@@ -28,6 +32,8 @@ from gptfl_hpc.locks import describe, process_alive, this_process
 log = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 20
+#: The last line of a job's traceback when a ``UserError`` (or a subclass) stopped it.
+_USER_ERROR_LINE = re.compile(r"^gptfl_hpc\.errors\.\w+: (.+)$", re.MULTILINE)
 
 
 class JobFailed(RuntimeError):
@@ -54,10 +60,23 @@ class Preemptible:
         _log_to_stderr()
         if os.environ.get("SUBMITIT_EXECUTOR") == "local":
             _end_with(self.submitter)
+        reserve = _reserve_room_for_the_report()
         try:
             return run_preemptible(lambda: self.fn(*args, **kwargs), grace_s=self.grace_s,
                                    max_requeues=self.max_requeues)
+        except Exception as error:
+            # A full disk met outside the durable writers (a log, a lock file, a folder) is still one line.
+            full = disk_full_error(error)
+            if full is None:
+                raise
+            if reserve is not None:
+                reserve.unlink(missing_ok=True)  # room for submitit's result file and the log's last lines
+            if full is error:
+                raise
+            raise full from error
         finally:
+            if reserve is not None:
+                reserve.unlink(missing_ok=True)
             signal.signal(signal.SIGUSR2, _after_the_stage)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> None:
@@ -84,6 +103,24 @@ def _end_with(submitter: dict[str, Any]) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="submitter-watch", daemon=True).start()
+
+
+#: Bytes a job sets aside beside its log, freed when a full disk stops it: its result file and
+#: traceback then still fit, and the submitter reports the refusal instead of a truncated log.
+REPORT_RESERVE_BYTES = 256 * 1024
+
+
+def _reserve_room_for_the_report() -> Optional[Path]:
+    folder = os.environ.get("SUBMITIT_FOLDER")  # set in submitit job processes only
+    if not folder:
+        return None
+    reserve = Path(folder) / f".reserve-{os.getpid()}"
+    try:
+        reserve.write_bytes(bytes(REPORT_RESERVE_BYTES))
+    except OSError:  # already full: the job will say so at its first write
+        reserve.unlink(missing_ok=True)
+        return None
+    return reserve
 
 
 def _log_to_stderr() -> None:
@@ -229,8 +266,43 @@ class Launcher:
             except UserError:
                 raise  # an inline stage's bad-input line, reported as such
             except Exception as exc:
+                refusal = user_error_of(job) or self._disk_full_for(job)
+                if refusal is not None:
+                    raise refusal from None
                 raise JobFailed(failure_report(job, exc)) from None
         return results
+
+    def _disk_full_for(self, job: Any) -> Optional[DiskFull]:
+        """A job whose disk filled up may have had no room left to record why: its result and the end
+        of its log are missing. When the file system of its log refuses more, that is the report."""
+        stderr = getattr(getattr(job, "paths", None), "stderr", None)
+        folder = Path(stderr).parent if stderr else self.log_dir
+        return DiskFull(folder) if folder.is_dir() and refuses_more(folder) else None
+
+
+def user_error_of(job: Any) -> Optional[UserError]:
+    """The ``UserError`` that stopped a failed job, from any of its tasks, or None.
+
+    submitit hands back a job's exception only as traceback text (and the job's log holds the same
+    text), so the error is recognised by its last line, ``gptfl_hpc.errors.NAME: MESSAGE``. The
+    other ranks of a multi-task job fail too once that rank is gone; its line is the one reported.
+    """
+    tasks = [job.task(i) for i in range(job.num_tasks)] if getattr(job, "num_tasks", 1) > 1 else [job]
+    for task in tasks:
+        texts = []
+        try:
+            texts.append(str(task.exception() or ""))
+        except Exception:  # a task that never ran has no result to read
+            pass
+        try:
+            texts.append(task.stderr() or "")
+        except Exception:
+            pass
+        for text in texts:
+            lines = _USER_ERROR_LINE.findall(text)
+            if lines:
+                return UserError(lines[-1])
+    return None
 
 
 def _finished(job: Any) -> bool:

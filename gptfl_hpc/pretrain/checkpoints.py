@@ -55,7 +55,8 @@ class DurableCheckpointEngine(TorchCheckpointEngine):
         self.written = {}  # DeepSpeed calls this at the start of every save
 
     def save(self, state_dict: dict[str, Any], path: str) -> None:
-        self.written[path] = durable.atomic_save_with_checksum(path, lambda tmp: torch.save(state_dict, tmp))
+        self.written[path] = durable.atomic_save_with_checksum(
+            path, lambda tmp: torch.save(state_dict, tmp), durable.payload_bytes(state_dict))
 
     def load(self, path: str, map_location: Any = None) -> Any:
         return load_file(path, map_location)

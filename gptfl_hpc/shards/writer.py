@@ -8,7 +8,9 @@ file being appended to is not crash-safe: metadata cached by the library can be 
 
 When the last block is committed the blocks are assembled into ``shard-KKKKK.h5`` under a temporary
 name, fsynced and renamed into ``RUN/synth/``; then the block folder is removed. The HDF5 file has no
-timestamps, so the same samples give the same bytes.
+timestamps, so the same samples give the same bytes. The file is built in memory and written in one
+piece: HDF5 never meets a full disk (a file it cannot flush stays open in the library and crashes the
+interpreter at exit); the write itself fails cleanly with ``DiskFull``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from gptfl_hpc.durable import atomic_path
+from gptfl_hpc.durable import atomic_path, atomic_write_bytes
 
 FIELDS = ("x", "y", "index", "seed", "guidance", "prompt", "speaker")
 _BLOCK = re.compile(r"^(\d{9})-(\d{9})\.npz$")
@@ -70,7 +72,8 @@ class PartialShard:
             raise ValueError(f"block must start at sample {first}, got {arrays['index'][:1]}")
         last = first + count
         self.folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(self.folder / f"{first:09d}-{last:09d}.npz") as tmp:
+        planned = sum(values.nbytes for values in arrays.values())
+        with atomic_path(self.folder / f"{first:09d}-{last:09d}.npz", planned_bytes=planned) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, **arrays)
         return last
@@ -93,19 +96,23 @@ def write_shard(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any]
     x = arrays["x"]
     sample_bytes = max(1, int(np.prod(x.shape[1:])) * x.dtype.itemsize)
     chunk = max(1, min(len(x), _CHUNK_BYTES // sample_bytes))
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w", locking=False) as handle:
-            handle.create_dataset("x", data=x, chunks=(chunk, *x.shape[1:]), track_times=False)
-            for key in FIELDS[1:]:
-                if key not in arrays:
-                    continue
-                values = arrays[key]
-                if key == "prompt":
-                    values = np.array([str(text) for text in values], dtype=h5py.string_dtype("utf-8"))
-                handle.create_dataset(key, data=values, track_times=False)
-            for key, value in attrs.items():
-                handle.attrs[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
-            handle.attrs["complete"] = True
+    # The core driver without a backing store keeps the file in memory; its image is the bytes
+    # HDF5 would have written to disk.
+    with h5py.File(path.name, "w", driver="core", backing_store=False, locking=False) as handle:
+        handle.create_dataset("x", data=x, chunks=(chunk, *x.shape[1:]), track_times=False)
+        for key in FIELDS[1:]:
+            if key not in arrays:
+                continue
+            values = arrays[key]
+            if key == "prompt":
+                values = np.array([str(text) for text in values], dtype=h5py.string_dtype("utf-8"))
+            handle.create_dataset(key, data=values, track_times=False)
+        for key, value in attrs.items():
+            handle.attrs[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
+        handle.attrs["complete"] = True
+        handle.flush()
+        image = handle.id.get_file_image()
+    atomic_write_bytes(path, image)
 
 
 def read_arrays(path: Path) -> dict[str, np.ndarray]:
