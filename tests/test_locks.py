@@ -18,7 +18,7 @@ from waiting import wait_for
 
 from gptfl_hpc.layout import RunLayout
 from gptfl_hpc.locks import Busy, output_lock, output_locks, submit_lock
-from gptfl_hpc.synth.manifest import sha256_file
+from gptfl_hpc.shards.manifest import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
 
