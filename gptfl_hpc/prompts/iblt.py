@@ -36,6 +36,7 @@ from typing import Iterable, Mapping, Union
 import numpy as np
 
 from gptfl_hpc.errors import UserError
+from gptfl_hpc.identity import sha256_json
 
 PARAMS_FORMAT = "gptfl-iblt-params/1"
 MODULUS_BITS = 64
@@ -126,8 +127,7 @@ class IbltParams:
     @cached_property
     def fingerprint(self) -> str:
         """SHA-256 (hex) of the canonical JSON of the defining fields."""
-        canonical = json.dumps(self.defining_fields(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        return sha256_json(self.defining_fields())
 
     @cached_property
     def _hash_key(self) -> bytes:
