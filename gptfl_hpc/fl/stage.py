@@ -31,12 +31,12 @@ def run_baseline(config: Config) -> dict[str, Any]:
 
 
 def federate(config: Config, init: str) -> dict[str, Any]:
-    from gptfl_hpc.fl.simulator import Plan, simulate
+    from gptfl_hpc.fl.simulator import FederationSetup, simulate
 
     init_path = preflight(config, init, check_local_devices=True)
     prepare_run_dir(config)
-    plan = Plan(config, config.layout.federation(init), init_path)
-    return run_on_ranks(simulate, config.federate.ranks, (plan,))
+    setup = FederationSetup(config, config.layout.federation(init), init_path)
+    return run_on_ranks(simulate, config.federate.ranks, (setup,))
 
 
 def init_model_path(config: Config, init: str) -> Optional[Path]:
