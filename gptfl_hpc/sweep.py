@@ -38,7 +38,7 @@ import yaml
 from gptfl_hpc.config import Config, apply_override, parse_yaml, read_yaml_mapping, set_key, validate_config
 from gptfl_hpc.durable import atomic_symlink, atomic_write_json
 from gptfl_hpc.errors import UserError
-from gptfl_hpc.pretrain.config import UNREAD_BY_PRETRAIN
+from gptfl_hpc.stage_reads import FIRST_READ_BY, STAGE_FAMILY, WHERE_IT_RUNS, first_reader, unread_by, without_keys
 
 log = logging.getLogger(__name__)
 
@@ -47,22 +47,20 @@ SWEEP_FORMAT = "gptfl-sweep/1"
 GRID_KEYS = ("base", "sweep_dir", "shared_dir", "set", "axes")
 DEFAULT_SWEEPS = Path("runs") / "sweeps"
 
-#: Read only by the federations (federate, federate-scratch): points that differ only in these
-#: share their synthesis and their pretrained model.
-FEDERATE_ONLY = UNREAD_BY_PRETRAIN
-#: Read by pretraining but never by prompts or synthesis: points that differ only in these and the
-#: federate-only keys share their prompts and synthetic shards.
-PRETRAIN_ONLY = ("model", "pretrain")
+#: The run that makes a stage's outputs for a point, where it is not a run of that stage: the shared
+#: synth run makes the prompts too, and each point makes FL from scratch beside GPT-FL.
+MADE_BY = {"prompts": "synth", **STAGE_FAMILY}
 #: The levels a key can change, from the first stage it reaches; ``launcher`` changes no result.
-LEVELS = ("synth", "pretrain", "federate", "launcher")
+LEVELS = (*dict.fromkeys(MADE_BY.get(stage, stage) for stage in FIRST_READ_BY), "launcher")
 
 
 def key_level(key: str) -> str:
-    """The first stage whose outputs ``key`` can change (``base`` changes every stage)."""
-    for level, prefixes in (("launcher", ("launcher",)), ("federate", FEDERATE_ONLY), ("pretrain", PRETRAIN_ONLY)):
-        if any(key == prefix or key.startswith(prefix + ".") for prefix in prefixes):
-            return level
-    return "synth"
+    """The first stage whose outputs ``key`` can change (``base`` changes every stage): the level of
+    the first stage that reads it (``stage_reads``)."""
+    if any(key == where or key.startswith(where + ".") for where in WHERE_IT_RUNS):
+        return "launcher"
+    reader = first_reader(key)
+    return MADE_BY.get(reader, reader)
 
 
 @dataclass(frozen=True)
@@ -363,14 +361,7 @@ def shared_config(config: Config, level: str, shared_dir: Path) -> Config:
     Every key that level never reads is put back at its default, so all points that differ only in
     such keys get the same config, hash and folder.
     """
-    unread = FEDERATE_ONLY + (PRETRAIN_ONLY if level == "synth" else ())
-    data = config.model_dump(mode="json")
-    for key in unread:
-        *parents, leaf = key.split(".")
-        node = data
-        for part in parents:
-            node = node[part]
-        node.pop(leaf, None)
+    data = without_keys(config.model_dump(mode="json"), unread_by(level))
     data["run_dir"] = str(shared_dir)
     canonical = validate_config(data)
     return canonical.model_copy(update={"run_dir": shared_dir / f"{level}-{canonical.hash[:12]}"})

@@ -62,8 +62,8 @@ ALGORITHM_STATE = "control"
 
 
 @dataclass(frozen=True)
-class Plan:
-    """What a rank needs, decided (and checked) before the ranks start."""
+class FederationSetup:
+    """What every rank of one federation needs, decided (and checked) before the ranks start."""
 
     config: Config
     out_dir: Path
@@ -121,16 +121,16 @@ def test_shard(n: int, batch: int, rank: int, world_size: int) -> np.ndarray:
     return np.arange(batches[0] * batch, min((batches[-1] + 1) * batch, n))
 
 
-def simulate(rank: int, world_size: int, plan: Plan) -> dict[str, Any]:
+def simulate(rank: int, world_size: int, setup: FederationSetup) -> dict[str, Any]:
     """One rank of the configured federation; returns the summary (the same on every rank)."""
-    config = plan.config
+    config = setup.config
     set_threads(config)
     device = rank_device()
     data = load_federation_data(config, rank, world_size, device)
-    model = build_global_model(config, data.labels, plan.init_path)
+    model = build_global_model(config, data.labels, setup.init_path)
     simulation = Simulation(
         rank, world_size, config.federate, config.seed, model, data, device,
-        out_dir=plan.out_dir, model_config=config.model.model_dump(mode="json"), config_hash=config.hash,
+        out_dir=setup.out_dir, model_config=config.model.model_dump(mode="json"), config_hash=config.hash,
     )
     return simulation.run()
 

@@ -31,14 +31,14 @@ def run_baseline(config: Config) -> dict[str, Any]:
 
 
 def federate(config: Config, init: str) -> dict[str, Any]:
-    from gptfl_hpc.fl.simulator import Plan, simulate
+    from gptfl_hpc.fl.simulator import FederationSetup, simulate
 
     init_path = preflight(config, init, check_local_devices=True)
     output = config.layout.federation(init)
     rank = (launched_world() or (0, 1))[0]
     with output_lock(config.run_dir, output.name, rank=rank):  # rank 0 holds it for the job
         prepare_run_dir(config)
-        return run_on_ranks(simulate, config.federate.ranks, (Plan(config, output, init_path),))
+        return run_on_ranks(simulate, config.federate.ranks, (FederationSetup(config, output, init_path),))
 
 
 def init_model_path(config: Config, init: str) -> Optional[Path]:

@@ -25,7 +25,6 @@ the same in every process and on every machine.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import struct
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from gptfl_hpc.errors import UserError
+from gptfl_hpc.identity import sha256_json
 
 PARAMS_FORMAT = "gptfl-iblt-params/1"
 MODULUS_BITS = 64
@@ -125,8 +125,7 @@ class IbltParams:
     @cached_property
     def fingerprint(self) -> str:
         """SHA-256 (hex) of the canonical JSON of the defining fields."""
-        canonical = json.dumps(self.defining_fields(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        return sha256_json(self.defining_fields())
 
     @cached_property
     def _hash_key(self) -> bytes:

@@ -8,34 +8,27 @@ augmentation (random resized crops and flips for images, time and frequency mask
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
+from gptfl_hpc.identity import sha256_json
 from gptfl_hpc.schema import Section, operational
+from gptfl_hpc.stage_reads import unread_by, without_keys
 
 #: ZeRO stage 3 also partitions the parameters themselves; see ``_check_zero_stage``.
 SUPPORTED_ZERO_STAGES = (0, 1, 2)
 
 
 #: Config parts pretraining never reads: runs that differ only in these share one pretrained model.
-UNREAD_BY_PRETRAIN = ("federate", "data.partition")
+UNREAD_BY_PRETRAIN = unread_by("pretrain")
 
 
 def pretrain_identity(science: dict[str, Any]) -> str:
     """sha256 of what decides the pretrained model: a config's science part (``Config.science()``)
     without the keys pretraining never reads."""
-    kept = json.loads(json.dumps(science))
-    for key in UNREAD_BY_PRETRAIN:
-        *parents, leaf = key.split(".")
-        node = kept
-        for part in parents:
-            node = node.get(part, {})
-        node.pop(leaf, None)
-    return hashlib.sha256(json.dumps(kept, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return sha256_json(without_keys(science, UNREAD_BY_PRETRAIN))
 
 
 class PretrainConfig(Section):

@@ -13,7 +13,6 @@ exist, so a failed attempt never pins a run directory to a config that does not 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -28,6 +27,7 @@ from tqdm import tqdm
 from gptfl_hpc.config import Config
 from gptfl_hpc.durable import atomic_write_json
 from gptfl_hpc.errors import UserError
+from gptfl_hpc.identity import sha256_json
 from gptfl_hpc.locks import output_lock
 from gptfl_hpc.prompts.config import TINY
 from gptfl_hpc.prompts.store import prompts_path, read_hash
@@ -58,7 +58,7 @@ def prompts_identity(config: Config, labels: list[str], modality: str) -> str:
     rest of ``synth`` does not, so changing the number of samples keeps the prompts.
     """
     identity = {"seed": config.seed, "labels": labels, "modality": modality, "prompts": config.science()["prompts"]}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return sha256_json(identity)
 
 
 def check(config: Config) -> PromptsRequest:

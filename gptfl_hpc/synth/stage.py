@@ -11,7 +11,6 @@ committed sample, a bad shard is moved aside and made again. It commits a block 
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import logging
 import os
@@ -24,10 +23,11 @@ from typing import Any, Optional
 import numpy as np
 from tqdm import tqdm
 
-from gptfl_hpc import preemption
+from gptfl_hpc import preemption, stage_reads
 from gptfl_hpc.config import Config
 from gptfl_hpc.durable import atomic_write_json
 from gptfl_hpc.errors import UserError
+from gptfl_hpc.identity import sha256_json
 from gptfl_hpc.locks import output_locks
 from gptfl_hpc.rundir import load_run, prepare_run_dir
 from gptfl_hpc.shards.manifest import (
@@ -45,20 +45,18 @@ from gptfl_hpc.synth.plan import Plan, make_plan, saved_plan
 
 log = logging.getLogger(__name__)
 
-#: How work is split and committed; it never changes a sample, so it is not part of the identity.
-EXECUTION_KEYS = ("tasks", "flush_every")
+#: The ``synth`` keys of how work is split and committed; they never change a sample, so they are
+#: not part of the identity.
+EXECUTION_KEYS = tuple(key.removeprefix("synth.") for key in stage_reads.EXECUTION_KEYS["synth"])
 
 
 def synth_identity(config: Config) -> str:
     """sha256 of what decides the samples: seed, labels, prompts and synth minus how work is split."""
     science = config.science()
     synth = {key: value for key, value in science["synth"].items() if key not in EXECUTION_KEYS}
-    canonical = json.dumps(
-        {"seed": science["seed"], "labels": science["labels"], "prompts": science["prompts"], "synth": synth},
-        sort_keys=True,
-        separators=(",", ":"),
+    return sha256_json(
+        {"seed": science["seed"], "labels": science["labels"], "prompts": science["prompts"], "synth": synth}
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def synth_dir(config: Config) -> Path:
