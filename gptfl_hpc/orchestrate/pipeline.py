@@ -68,10 +68,10 @@ class Pipeline:
         ahead = set(pending)
         for stage in stages:
             try:
+                if stage.plan is not None and self.slurm:  # before the stage's own notes: it may not run at all
+                    self._check_array_size(stage.plan(self.config).num_tasks)
                 context = CheckContext(frozenset(ahead), self.devices_here())
                 self.checked[stage.name] = stage.check(self.config, context)
-                if stage.plan is not None and self.slurm:
-                    self._check_array_size(self.checked[stage.name].num_tasks)
             except UserError as exc:
                 if not self.lenient:
                     raise
