@@ -79,6 +79,8 @@ class StageTracker(Tracker):
                 backend = backend_class(name)(self.run, self.record["backends"].setdefault(name, {}))
             except Exception as exc:  # noqa: BLE001 -- tracking never fails a stage
                 self._warn(f"{name} did not start ({_short(exc)})")
+                if not self.record["backends"].get(name):
+                    self.record["backends"].pop(name, None)
                 continue
             self.backends.append(backend)
         if not self.backends or not self._save():

@@ -4,6 +4,7 @@ the same W&B run."""
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ class WandbBackend(Backend):
         super().__init__(run, record)
         settings = run.tracking.wandb
         self.created = "id" not in record
-        run_id = record.get("id") or wandb.util.generate_id()
+        run_id = record.get("id") or secrets.token_hex(6)
         project = record.get("project") or run.tracking.project_name(run.run_dir)
         run.folder.mkdir(parents=True, exist_ok=True)
         self.wandb_run = wandb.init(
