@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import struct
 from pathlib import Path
 
 import pytest
@@ -51,40 +50,12 @@ def tensorboard_scalars(folder: Path, tag: str) -> list[tuple[int, float]]:
     return [(event.step, event.value) for event in events.Scalars(tag)]
 
 
-def wandb_history(run_dir: Path, stage_name: str) -> list[dict]:
-    """Every history row of a stage's offline W&B run (all its offline folders, oldest first)."""
-    from wandb.proto import wandb_internal_pb2
+def wandb_history(run_dir: Path, stage_name: str) -> list[tuple[int, dict]]:
+    """Every history row of a stage's offline W&B runs, read with W&B's own record type."""
+    from gptfl_hpc.tracking.wandb_backend import offline_history
 
     record = json.loads((run_dir / "tracking" / f"{stage_name}.json").read_text())["backends"]["wandb"]
-    rows = []
-    for path in sorted(Path(record["dir"]).glob(f"offline-run-*-{record['id']}/run-{record['id']}.wandb")):
-        for data in leveldb_log_records(path.read_bytes()):
-            message = wandb_internal_pb2.Record()
-            message.ParseFromString(data)
-            if message.WhichOneof("record_type") == "history":
-                rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                             for item in message.history.item})
-    return rows
-
-
-def leveldb_log_records(data: bytes) -> list[bytes]:
-    """The records of a W&B run file: a 7-byte ':W&B' header, then LevelDB log blocks of 32 KiB."""
-    assert data[:4] == b":W&B"
-    records, pending, position, block = [], b"", 7, 32768
-    while position + 7 <= len(data):
-        if block - position % block < 7:  # a block's tail too short for a chunk header is padding
-            position += block - position % block
-            continue
-        length, kind = struct.unpack("<HB", data[position + 4 : position + 7])
-        chunk = data[position + 7 : position + 7 + length]
-        position += 7 + length
-        if kind == 0 and length == 0:
-            break
-        pending = chunk if kind in (1, 2) else pending + chunk
-        if kind in (1, 4):
-            records.append(pending)
-            pending = b""
-    return records
+    return offline_history(Path(record["dir"]), record["id"])
 
 
 def mlflow_client(run_dir: Path):
@@ -146,7 +117,7 @@ def test_wandb_offline_history_matches_the_metrics(runs):
     tracked, _ = runs
     for folder in FEDERATIONS:
         rows = wandb_history(tracked, folder)
-        assert_series([(row["_step"], row["test_accuracy"]) for row in rows], evaluated(tracked / folder))
+        assert_series([(step, row["test_accuracy"]) for step, row in rows], evaluated(tracked / folder))
 
 
 def test_status_says_where_the_tracking_lives(runs, capsys):
@@ -178,7 +149,7 @@ def test_sigkilled_federation_logs_every_round_once(runs, tmp_path):
     run_id = json.loads((killed / "tracking" / "federate.json").read_text())["backends"]["mlflow"]["run_id"]
     assert_series(sorted((m.step, m.value) for m in client.get_metric_history(run_id, "test_accuracy")), expected)
     rows = wandb_history(killed, "federate")
-    assert_series(sorted((row["_step"], row["test_accuracy"]) for row in rows), expected)
+    assert_series([(step, row["test_accuracy"]) for step, row in rows], expected)
 
 
 def test_an_unwritable_tracker_warns_once_and_changes_nothing(runs, tmp_path, caplog):

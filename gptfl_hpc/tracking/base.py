@@ -44,9 +44,9 @@ class Backend:
         self.record = record
         self.created = False
 
-    def last_steps(self, keys: list[str]) -> dict[str, int]:
-        """The last step the backend itself holds for each of ``keys``, where it can tell."""
-        return {}
+    def last_steps(self, keys: list[str]) -> "dict[str, int] | None":
+        """The last step the backend itself holds for each of ``keys``; None where it cannot tell."""
+        return None
 
     def resume_after(self, last_step: "int | None") -> None:
         """Called once before logging with the last step logged so far (None: nothing yet)."""

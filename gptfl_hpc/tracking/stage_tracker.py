@@ -4,9 +4,10 @@ each scalar at each step once, and never failing the stage.
 The record holds, per backend, what it needs to resume the same tracked run (W&B run id, MLflow
 run ids, the TensorBoard folder) and, per scalar, the last step logged. A resumed stage (after
 preemption, a kill or a node failure) recomputes the steps after its checkpoint; those at or below
-the recorded step are not logged again, so each step appears once. The record is written (with
-``durable``) after the backends took the values, and backends that can say what they hold (MLflow)
-are asked on resume, which closes the gap of a kill between the two.
+the last step a backend holds are not logged to it again, so each step appears once. The record is
+written (with ``durable``) after the backends took the values; backends that can say what they hold
+(MLflow's store, W&B's offline run files) are asked instead on resume, since a kill can come
+between the two or lose what a library had not yet written.
 
 Any error of a backend or of the record is one WARNING for the whole stage; that backend (or, for
 the record, tracking) is then left off and the stage goes on with its outputs unchanged.
@@ -86,11 +87,13 @@ class StageTracker(Tracker):
         if not self.backends or not self._save():
             self.backends = []
             return
+        # Per backend, the last step of each scalar it holds: what it says itself where it can tell
+        # (a kill may lose what a library had not written yet), else what the record says.
         keys = list(self.record["last_steps"])
+        self.skip: dict[int, dict[str, int]] = {}
         for backend in list(self.backends):
-            held = self._call(backend, "last_steps", keys) or {}
-            for key, step in held.items():
-                self.record["last_steps"][key] = max(step, self.record["last_steps"].get(key, step))
+            held = self._call(backend, "last_steps", keys)
+            self.skip[id(backend)] = dict(self.record["last_steps"] if held is None else held)
         top = max(self.record["last_steps"].values(), default=None)
         for backend in list(self.backends):
             self._call(backend, "resume_after", top)
@@ -108,14 +111,19 @@ class StageTracker(Tracker):
     def log_metrics(self, step: int, values: dict[str, Any]) -> None:
         if not self.backends:
             return
-        last = self.record["last_steps"]
-        fresh = {key: float(value) for key, value in values.items()
-                 if _is_number(value) and step > last.get(key, -1)}
-        if not fresh:
-            return
+        numbers = {key: float(value) for key, value in values.items() if _is_number(value)}
+        logged = set()
         for backend in list(self.backends):
-            self._call(backend, "log_metrics", int(step), fresh)
-        last.update({key: int(step) for key in fresh})
+            skip = self.skip[id(backend)]
+            fresh = {key: value for key, value in numbers.items() if step > skip.get(key, -1)}
+            if fresh:
+                self._call(backend, "log_metrics", int(step), fresh)
+                skip.update({key: int(step) for key in fresh})
+                logged.update(fresh)
+        if not logged:
+            return
+        last = self.record["last_steps"]
+        last.update({key: max(int(step), last.get(key, -1)) for key in logged})
         if not self._save():
             self.backends = []
 
