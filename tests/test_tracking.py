@@ -209,3 +209,13 @@ def test_a_sweep_is_one_experiment_with_a_group_per_point(tmp_path):
               if r.data.tags.get("gptfl.kind") == "group"]
     assert sorted(g.info.run_name for g in groups) == sorted(p.name for p in sweep.points)
     assert sorted(g.data.tags["axis.federate.client.lr"] for g in groups) == ["0.05", "0.1"]
+
+
+def test_the_cli_and_the_stages_load_no_tracking_library_without_tracking():
+    import subprocess
+    import sys
+
+    code = ("import sys; import gptfl_hpc.cli, gptfl_hpc.fl.simulator, gptfl_hpc.pretrain.train, gptfl_hpc.report; "
+            "print(sorted(m for m in ('tensorboard', 'wandb', 'mlflow', 'torch.utils.tensorboard') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
