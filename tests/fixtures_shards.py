@@ -93,3 +93,32 @@ def write_config(path: Path, run_dir: Path, pretrain: Optional[dict[str, Any]] =
     config.update(top)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+#: Three shards of 12 tiny generated images; a one-epoch pretrain and a one-round federation.
+TINY_RUN = """\
+run_dir: {run_dir}
+seed: 3
+labels:
+  names: [digit zero, digit one, digit two]
+launcher: {launcher}
+prompts:
+  per_class: 2
+data:
+  dataset: digits
+  image_size: 16
+model: {{name: convnet, width: 8, depth: 1}}
+synth:
+  count: 36
+  samples_per_shard: 12
+  flush_every: 4
+  model: {{kind: stable_diffusion, weights: tiny, steps: 2, batch_size: 4, num_threads: 1}}
+pretrain: {{ranks: 1, epochs: 1, micro_batch_size: 8, workers: 0, evaluate: false, checkpoint_every: 100}}
+federate: {{rounds: 1, clients_per_round: 2, baseline: false, eval_every: 1, eval_batch_size: 64}}
+"""
+
+
+def tiny_run_yaml(run_dir: Path, launcher: str = "{executor: inline}") -> str:
+    """The YAML of a whole tiny run in ``run_dir``; ``launcher`` is its launcher section (flow style)."""
+    return TINY_RUN.format(run_dir=run_dir, launcher=launcher)
+

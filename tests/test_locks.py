@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fixtures_shards import tiny_run_yaml
 from waiting import wait_for
 
 from gptfl_hpc.layout import RunLayout
@@ -22,29 +23,6 @@ from gptfl_hpc.shards.manifest import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Three shards of 12 tiny generated images; a one-epoch pretrain and a one-round federation.
-CONFIG = """\
-run_dir: {run_dir}
-seed: 3
-labels:
-  names: [digit zero, digit one, digit two]
-launcher:
-  executor: local
-  poll_interval_s: 0.5
-prompts:
-  per_class: 2
-data:
-  dataset: digits
-  image_size: 16
-model: {{name: convnet, width: 8, depth: 1}}
-synth:
-  count: 36
-  samples_per_shard: 12
-  flush_every: 4
-  model: {{kind: stable_diffusion, weights: tiny, steps: 2, batch_size: 4, num_threads: 1}}
-pretrain: {{ranks: 1, epochs: 1, micro_batch_size: 8, workers: 0, evaluate: false, checkpoint_every: 100}}
-federate: {{rounds: 1, clients_per_round: 2, baseline: false, eval_every: 1, eval_batch_size: 64}}
-"""
 
 #: What the science decides, byte for byte (summaries and the report name the run's folder).
 SCIENCE_FILES = ("prompts.json", "synth/manifest.json", "synth/shard-00000.h5", "synth/shard-00001.h5",
@@ -202,7 +180,7 @@ def single_run(tmp_path_factory) -> dict[str, str]:
     """The bytes of one uninterrupted run (inline: the same bytes as the local executor's)."""
     tmp = tmp_path_factory.mktemp("single")
     config = tmp / "run.yaml"
-    config.write_text(CONFIG.format(run_dir=tmp / "run"))
+    config.write_text(tiny_run_yaml(tmp / "run", "{executor: local, poll_interval_s: 0.5}"))
     proc = gptfl("run", config, "--executor", "inline")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
@@ -212,7 +190,7 @@ def single_run(tmp_path_factory) -> dict[str, str]:
 @pytest.mark.slow
 def test_two_runs_started_together_one_proceeds_the_other_is_refused(tmp_path, single_run):
     config = tmp_path / "run.yaml"
-    config.write_text(CONFIG.format(run_dir=tmp_path / "run"))
+    config.write_text(tiny_run_yaml(tmp_path / "run", "{executor: local, poll_interval_s: 0.5}"))
     runs = [gptfl("run", config), gptfl("run", config)]
     ended = [proc.communicate(timeout=900) for proc in runs]
     codes = sorted(proc.returncode for proc in runs)
@@ -228,7 +206,7 @@ def test_two_runs_started_together_one_proceeds_the_other_is_refused(tmp_path, s
 @pytest.mark.slow
 def test_a_sigkilled_run_does_not_block_the_next_which_finishes_the_same_bytes(tmp_path, single_run):
     config = tmp_path / "run.yaml"
-    config.write_text(CONFIG.format(run_dir=tmp_path / "run"))
+    config.write_text(tiny_run_yaml(tmp_path / "run", "{executor: local, poll_interval_s: 0.5}"))
     first = gptfl("run", config)
     shard_locks = tmp_path / "run" / "locks" / "synth"
     wait_for(lambda: shard_locks.is_dir() and any(shard_locks.iterdir()) or first.poll() is not None, 600,

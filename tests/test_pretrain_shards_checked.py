@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from fixtures_shards import tiny_run_yaml
 
 from gptfl_hpc.cli import main
 from gptfl_hpc.errors import UserError
@@ -17,32 +18,10 @@ from gptfl_hpc.shards.writer import PartialShard, read_arrays
 
 LABELS = ["digit zero", "digit one", "digit two"]
 
-# Three shards of 12 tiny generated images; a one-epoch pretrain and a one-round federation.
-CONFIG = """\
-run_dir: {run_dir}
-seed: 3
-labels:
-  names: [digit zero, digit one, digit two]
-launcher:
-  executor: inline
-prompts:
-  per_class: 2
-data:
-  dataset: digits
-  image_size: 16
-model: {{name: convnet, width: 8, depth: 1}}
-synth:
-  count: 36
-  samples_per_shard: 12
-  flush_every: 4
-  model: {{kind: stable_diffusion, weights: tiny, steps: 2, batch_size: 4, num_threads: 1}}
-pretrain: {{ranks: 1, epochs: 1, micro_batch_size: 8, workers: 0, evaluate: false, checkpoint_every: 100}}
-federate: {{rounds: 1, clients_per_round: 2, baseline: false, eval_every: 1, eval_batch_size: 64}}
-"""
 
 
 def write_config(path: Path, run_dir: Path, extra: str = "") -> Path:
-    path.write_text(CONFIG.format(run_dir=run_dir) + extra)
+    path.write_text(tiny_run_yaml(run_dir) + extra)
     return path
 
 
