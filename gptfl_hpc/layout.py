@@ -10,6 +10,7 @@
     RUN/weights/                     tiny generator weights built for the run
     RUN/logs/<stage>/                job logs and submitit folders
     RUN/jobs.json                    the Slurm jobs each stage submitted last
+    RUN/tracking/                    tracked runs' ids and stores (TensorBoard, MLflow, W&B offline)
     RUN/locks/                       who submits the run and who writes each output, while they do
     RUN/.cache/                      build caches (torch extensions), per run
 """
@@ -88,6 +89,11 @@ class RunLayout:
         """The lock file of ``name``: ``submit`` (the command submitting the run) or an output
         (``pretrain``, ``synth/shard-00003``); see :mod:`gptfl_hpc.locks`."""
         return self.root / "locks" / f"{name}.lock"
+
+    @property
+    def tracking(self) -> Path:
+        """Each stage's tracked-run record (``<stage>.json``) and the default local tracking stores."""
+        return self.root / "tracking"
 
     @property
     def cache(self) -> Path:

@@ -22,6 +22,7 @@ from gptfl_hpc.durable import atomic_path, atomic_write_text
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.locks import output_lock
 from gptfl_hpc.stage import CheckContext, Stage, file_state
+from gptfl_hpc.tracking import open_tracker
 
 #: (method, federate.init): the two federations a report compares.
 RUNS = (("GPT-FL", "pretrain"), ("FL from scratch", "scratch"))
@@ -111,6 +112,9 @@ def _write_report(config: Config, smooth: int) -> dict[str, Any]:
     plots = [p for p in plots if p is not None]
     text = _markdown(config, curves, target, pretrain, plots)
     atomic_write_text(layout.report_file, text)
+    with open_tracker(config, "report") as tracker:
+        for path in [layout.report_file, *plots]:
+            tracker.log_artifact(path)
     return {"report": str(layout.report_file), "plots": [str(p) for p in plots], "target_accuracy": target}
 
 

@@ -17,6 +17,7 @@ from gptfl_hpc.config import Config, dump_yaml, load_config, parse_yaml, validat
 from gptfl_hpc.durable import atomic_write_text
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.layout import RunLayout
+from gptfl_hpc.stage_reads import WHERE_IT_RUNS
 
 CONFIG_FILE = RunLayout(Path()).config_file.name
 HASH_FILE = RunLayout(Path()).hash_file.name
@@ -93,8 +94,8 @@ def _saved_science(run_dir: Path) -> dict[str, Any]:
     try:
         return validate_config(saved).science()
     except UserError:  # written by another version of the schema: compare the raw values
-        saved.pop("launcher", None)
-        saved.pop("run_dir", None)
+        for key in WHERE_IT_RUNS:
+            saved.pop(key, None)
         return saved
 
 

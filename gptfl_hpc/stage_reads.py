@@ -20,8 +20,9 @@ STAGE_NAMES = ("prompts", "synth", "pretrain", "federate", "federate-scratch", "
 #: the keys that stage reads.
 STAGE_FAMILY = {"federate-scratch": "federate"}
 
-#: Where a run executes and where it is written: every stage reads them, no output depends on them.
-WHERE_IT_RUNS = ("launcher", "run_dir")
+#: Where a run executes, where it is written and which trackers watch it: every stage reads them, no
+#: output depends on them.
+WHERE_IT_RUNS = ("launcher", "run_dir", "tracking")
 
 #: The config keys each stage is the first to read, in the order the stages run. A key stands for
 #: every key below it except those named here themselves; a key named nowhere counts as read by

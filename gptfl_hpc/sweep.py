@@ -340,6 +340,8 @@ def _expand(
         seen[config.hash] = name
         labels = {axis.name: axis.labels[i] for axis, i in zip(axes, combination)}
         values = {axis.name: axis.values[i] for axis, i in zip(axes, combination)}
+        # One tracked experiment for the sweep, one group per point (tracking is not in the hash).
+        config = config.model_copy(update={"tracking": config.tracking.for_sweep_point(sweep_dir, values)})
         points.append((name, labels, values, config))
     return points
 
@@ -363,6 +365,7 @@ def shared_config(config: Config, level: str, shared_dir: Path) -> Config:
     """
     data = without_keys(config.model_dump(mode="json"), unread_by(level))
     data["run_dir"] = str(shared_dir)
+    data["tracking"]["axes"] = {}  # tracked as its own group of the sweep, not as the point it came from
     canonical = validate_config(data)
     return canonical.model_copy(update={"run_dir": shared_dir / f"{level}-{canonical.hash[:12]}"})
 

@@ -3,7 +3,8 @@
 Per stage: ``done``, ``partial`` (resumable work on disk), ``missing``, or ``not needed`` (with why:
 no later stage reads it, e.g. with ``pretrain.shards``), judged by the stage descriptions that
 ``gptfl run`` uses; for synthesis also the shards complete / partial / missing / bad. Reads only; the run's own ``config.yaml`` says what was
-planned. ``gptfl status SWEEP_DIR`` shows the same for every shared run and point of a sweep.
+planned. Where a run is tracked follows (the TensorBoard logdir, the MLflow store, the W&B runs and
+their ``wandb sync`` command). ``gptfl status SWEEP_DIR`` shows the same for every shared run and point of a sweep.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from gptfl_hpc.layout import RunLayout
 from gptfl_hpc.orchestrate.stages import stage_states
 from gptfl_hpc.rundir import load_run
 from gptfl_hpc.sweep import is_sweep_dir, read_record, record_run_dirs
+from gptfl_hpc.tracking.locations import tracking_lines
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -87,6 +89,11 @@ def main(args: argparse.Namespace) -> int:
     print(f"run {config.run_dir}")
     for stage, info in status.items():
         print(f"  {stage:<16} {_line(info)}".rstrip())
+    places = tracking_lines(config.run_dir)
+    if places:
+        print("tracking")
+        for line in places:
+            print(f"  {line}")
     return 0
 
 

@@ -1,8 +1,8 @@
 """``Config``: a whole run's settings, composed of the sections each stage package defines, and
 the run's identity.
 
-``Config.hash`` is the sha256 of the science part: everything but where the run executes and is
-written (``stage_reads.WHERE_IT_RUNS``), fields declared ``operational`` and fields declared
+``Config.hash`` is the sha256 of the science part: everything but where the run executes, is
+written and tracked (``stage_reads.WHERE_IT_RUNS``), fields declared ``operational`` and fields declared
 ``added`` while at their default, with every ``output_choice`` at its default (``schema``).
 """
 
@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from gptfl_hpc.config.labels import LabelsConfig
 from gptfl_hpc.config.launcher import LauncherConfig
+from gptfl_hpc.config.tracking import TrackingConfig
 from gptfl_hpc.data.config import DataConfig
 from gptfl_hpc.fl.config import FederateConfig
 from gptfl_hpc.identity import sha256_json
@@ -40,6 +41,7 @@ class Config(Section):
     synth: SynthConfig = Field(default_factory=SynthConfig)
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     federate: FederateConfig = Field(default_factory=FederateConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @field_validator("run_dir", mode="before")
     @classmethod

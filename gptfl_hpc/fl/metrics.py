@@ -59,3 +59,15 @@ def macro_f1(confusion: np.ndarray) -> float:
 def gradient_diversity(sq_norm_sum: float, sum_sq_norm: float) -> Optional[float]:
     """``sum_i ||d_i||^2 / ||sum_i d_i||^2`` (Yin et al.); None when the updates sum to zero."""
     return float(sq_norm_sum / sum_sq_norm) if sum_sq_norm > 0 else None
+
+
+def tracked_values(record: dict, wall_s: Optional[float]) -> dict[str, Optional[float]]:
+    """What a round's ``metrics.jsonl`` record shows a tracker (absent values are left out there)."""
+    return {
+        "test_accuracy": record.get("test_accuracy"),
+        "test_macro_f1": record.get("test_macro_f1"),
+        "train_loss": record.get("train_loss"),
+        "gradient_diversity": record.get("gradient_diversity"),
+        "params_communicated": record.get("params_cumulative"),
+        "round_wall_s": wall_s,
+    }

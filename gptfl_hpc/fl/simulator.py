@@ -16,7 +16,8 @@ was never interrupted.
 Files in ``OUT`` (``RUN/federate`` or ``RUN/federate-scratch``): ``model.safetensors`` (final
 global model), ``metrics.jsonl`` (one deterministic record per round, plus round 0 = the initial
 model), ``timing.jsonl`` (wall-clock seconds per round, kept apart so metrics stay reproducible),
-``summary.json`` and ``checkpoints/``.
+``summary.json`` and ``checkpoints/``. Rank 0 mirrors each round's record to the configured trackers
+as it writes ``metrics.jsonl`` (``gptfl_hpc.tracking``), keyed by round.
 """
 
 from __future__ import annotations
@@ -45,12 +46,15 @@ from gptfl_hpc.fl.client import FlatModel, LocalResult, LocalTrainer
 from gptfl_hpc.fl.cohort import CohortTrainer
 from gptfl_hpc.fl.config import FederateConfig
 from gptfl_hpc.fl.clientdata import ClientStore, Samples, load_samples
-from gptfl_hpc.fl.metrics import accuracy, all_ranks_sum, confusion_matrix, gradient_diversity, macro_f1
+from gptfl_hpc.fl.metrics import (
+    accuracy, all_ranks_sum, confusion_matrix, gradient_diversity, macro_f1, tracked_values,
+)
 from gptfl_hpc.fl.sampling import assign_to_ranks, client_seed, init_seed, sample_clients
 from gptfl_hpc.fl.strategies import make_server_optimizer
 from gptfl_hpc.models.config import build_from_config
 from gptfl_hpc.models.export import load_model, save_model
 from gptfl_hpc.ranks import cpu_threads_per_rank, rank_device
+from gptfl_hpc.tracking import Tracker, open_tracker
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +132,13 @@ def simulate(rank: int, world_size: int, setup: FederationSetup) -> dict[str, An
     device = rank_device()
     data = load_federation_data(config, rank, world_size, device)
     model = build_global_model(config, data.labels, setup.init_path)
-    simulation = Simulation(
-        rank, world_size, config.federate, config.seed, model, data, device,
-        out_dir=setup.out_dir, model_config=config.model.model_dump(mode="json"), config_hash=config.hash,
-    )
-    return simulation.run()
+    with open_tracker(config, setup.out_dir.name, rank) as tracker:
+        simulation = Simulation(
+            rank, world_size, config.federate, config.seed, model, data, device,
+            out_dir=setup.out_dir, model_config=config.model.model_dump(mode="json"), config_hash=config.hash,
+            tracker=tracker,
+        )
+        return simulation.run()
 
 
 class Simulation:
@@ -150,6 +156,7 @@ class Simulation:
         out_dir: Optional[Path] = None,
         model_config: Optional[dict[str, Any]] = None,
         config_hash: str = "",
+        tracker: Optional[Tracker] = None,
     ):
         self.rank, self.world_size = rank, world_size
         self.fed, self.seed = fed, seed
@@ -159,6 +166,7 @@ class Simulation:
         self.labels = data.labels
         self.model_config = model_config or {}
         self.config_hash = config_hash
+        self.tracker = tracker or Tracker()
         self.sizes = data.sizes
         self.num_clients = len(data.sizes)
         self.clients = data.clients
@@ -354,6 +362,9 @@ class Simulation:
             return
         durable.atomic_write_text(self.out_dir / "metrics.jsonl", _jsonl(self.records))
         durable.atomic_write_text(self.out_dir / "timing.jsonl", _jsonl(self.timings))
+        wall = {timing["round"]: timing["wall_s"] for timing in self.timings}
+        for record in self.records:  # the tracker skips rounds it logged before
+            self.tracker.log_metrics(record["round"], tracked_values(record, wall.get(record["round"])))
 
     def _resume(self) -> None:
         """Continue from the newest intact checkpoint. Rank 0 alone checks them and sets damaged ones

@@ -14,24 +14,26 @@ from gptfl_hpc.config import Config
 from gptfl_hpc.pretrain.inputs import TrainingPlan
 from gptfl_hpc.pretrain.trainer import Trainer
 from gptfl_hpc.ranks import any_rank_requested
+from gptfl_hpc.tracking import open_tracker
 
 
 def train_rank(rank: int, world_size: int, config: Config, plan: TrainingPlan) -> dict[str, Any]:
     """Train on this rank; every rank returns the same summary."""
     settings = config.pretrain
-    trainer = Trainer(rank, world_size, config, plan)
-    trainer.resume()
-    with trainer.progress_bar():
-        while not trainer.finished:
-            epoch_done = trainer.step()
-            step = trainer.global_step
-            if epoch_done or step % settings.log_every == 0:
-                trainer.log_train()
-            if epoch_done and plan.evaluate:
-                trainer.evaluate()
-            preempted = any_rank_requested()
-            if preempted or epoch_done or step % settings.checkpoint_every == 0:
-                trainer.checkpoint()
-            if preempted:
-                raise preemption.Preempted(f"pretrain preempted after step {step}; checkpoint saved")
-    return trainer.finish()
+    with open_tracker(config, "pretrain", rank) as tracker:
+        trainer = Trainer(rank, world_size, config, plan, tracker)
+        trainer.resume()
+        with trainer.progress_bar():
+            while not trainer.finished:
+                epoch_done = trainer.step()
+                step = trainer.global_step
+                if epoch_done or step % settings.log_every == 0:
+                    trainer.log_train()
+                if epoch_done and plan.evaluate:
+                    trainer.evaluate()
+                preempted = any_rank_requested()
+                if preempted or epoch_done or step % settings.checkpoint_every == 0:
+                    trainer.checkpoint()
+                if preempted:
+                    raise preemption.Preempted(f"pretrain preempted after step {step}; checkpoint saved")
+        return trainer.finish()

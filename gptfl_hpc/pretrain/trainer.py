@@ -44,6 +44,7 @@ from gptfl_hpc.pretrain.layout import PretrainPaths
 from gptfl_hpc.pretrain.metrics import MetricsLog
 from gptfl_hpc.pretrain.sampler import RankBatchSampler
 from gptfl_hpc.ranks import cpu_threads_per_rank, rank_device
+from gptfl_hpc.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,8 @@ class Trainer:
     ``checkpoint`` hold collectives. Only rank 0 writes the logs, the model and ``done.json``.
     """
 
-    def __init__(self, rank: int, world_size: int, config: Config, plan: TrainingPlan):
+    def __init__(self, rank: int, world_size: int, config: Config, plan: TrainingPlan,
+                 tracker: Optional[Tracker] = None):
         self.started = time.perf_counter()
         self.rank, self.world_size = rank, world_size
         self.config, self.plan = config, plan
@@ -86,9 +88,10 @@ class Trainer:
 
         self.position = Position()
         self.resumes = 0
-        self.metrics = MetricsLog(self.paths.metrics, rank == 0, resume_step=None)
+        self.tracker = tracker or Tracker()
+        self.metrics = MetricsLog(self.paths.metrics, rank == 0, resume_step=None, tracker=self.tracker)
         # Step-keyed like the metrics, so a resume trims both logs at the same step.
-        self.timing = MetricsLog(self.paths.timing, rank == 0, resume_step=None)
+        self.timing = MetricsLog(self.paths.timing, rank == 0, resume_step=None, tracker=self.tracker)
         self.last_train: dict[str, float] = {}
         self.last_eval: Optional[dict[str, float]] = None
 
@@ -132,8 +135,8 @@ class Trainer:
         self.position = Position(int(client["epoch"]), int(client["step_in_epoch"]))
         self.resumes = int(client["resumes"]) + 1
         # The records after the checkpoint belong to steps this run is about to do again.
-        self.metrics = MetricsLog(self.paths.metrics, self.rank == 0, resume_step=self.global_step)
-        self.timing = MetricsLog(self.paths.timing, self.rank == 0, resume_step=self.global_step)
+        self.metrics = MetricsLog(self.paths.metrics, self.rank == 0, resume_step=self.global_step, tracker=self.tracker)
+        self.timing = MetricsLog(self.paths.timing, self.rank == 0, resume_step=self.global_step, tracker=self.tracker)
         if self.rank == 0:
             log.info("resuming at epoch %d, step %d", self.position.epoch + 1, client["step"])
 

@@ -42,6 +42,7 @@ from gptfl_hpc.shards.manifest import (
 )
 from gptfl_hpc.shards.writer import PartialShard, shard_name, write_shard
 from gptfl_hpc.synth.plan import Plan, make_plan, saved_plan
+from gptfl_hpc.tracking import Tracker, open_tracker
 
 log = logging.getLogger(__name__)
 
@@ -239,13 +240,24 @@ def _make_shards(job: SynthJob, task: int) -> dict[str, Any]:
     from gptfl_hpc.synth.generators import load_generator
 
     generator = load_generator(model, config.data.image_size, job.weights_dir, job.vocoder_dir)
-    batch = model.batch_size
-    flush = -(-config.synth.flush_every // batch) * batch  # whole batches, so batches never shift
     remaining = []
     for shard in todo:
         start, stop = plan.shard_range(shard)
         _remove_stale_temporaries(job, shard)
         remaining.append(stop - PartialShard(job.folder, shard, start, stop).committed())
+    with open_tracker(config, f"synth-task-{task:05d}") as tracker:
+        return _make_todo(job, task, todo, remaining, result, generator, tracker)
+
+
+def _make_todo(job: SynthJob, task: int, todo: list[int], remaining: list[int], result: dict[str, Any],
+               generator: Any, tracker: Tracker) -> dict[str, Any]:
+    """Generate the unfinished shards ``todo``, committing a block every ``flush_every`` samples; the
+    tracker sees the task's samples done (its step, the same however often the task restarts) and
+    the samples/s at each commit."""
+    config, plan, model = job.config, job.plan, job.config.synth.model
+    batch = model.batch_size
+    flush = -(-config.synth.flush_every // batch) * batch  # whole batches, so batches never shift
+    task_total = sum(stop - start for start, stop in map(plan.shard_range, plan.task_shards(task)))
     progress = tqdm(total=sum(remaining), desc=f"synth task {task}", unit="sample", mininterval=5, disable=None)
     began, made = time.monotonic(), 0
     for shard in todo:
@@ -270,6 +282,8 @@ def _make_shards(job: SynthJob, task: int) -> dict[str, Any]:
                 rate = made / max(time.monotonic() - began, 1e-9)
                 log.info("task %d: %s committed %d/%d samples (%.2f samples/s)", task, shard_name(shard),
                          cursor - start, stop - start, rate)
+                done = task_total - sum(remaining) + made
+                tracker.log_metrics(done, {"samples_per_s": rate, "samples_done": done})
                 preemption.raise_if_requested()
         write_shard(shard_path(job.folder, shard), partial.load(), shard_attrs(job, shard, generator.sample_rate))
         write_record(job.folder, shard, plan, job.labels)
@@ -281,6 +295,7 @@ def _make_shards(job: SynthJob, task: int) -> dict[str, Any]:
     result.update(samples=made, seconds=round(seconds, 3), samples_per_s=round(made / max(seconds, 1e-9), 3))
     result["flagged"] = [{"index": index, "problem": problem} for index, problem in generator.flagged]
     _record_throughput(job, task, result)
+    tracker.log_metrics(task_total, {"flagged": len(result["flagged"]), "task_samples_per_s": result["samples_per_s"]})
     return result
 
 
