@@ -7,7 +7,11 @@ draws the paper's comparisons in kind: accuracy per round and per parameter comm
 (Table 4) and the synthetic-only model's accuracy (Table 2's "synthetic data only" row).
 
 The target accuracy is ``federate.target_accuracy`` when set, else 90% of the best accuracy that
-both methods reach, so both rows have a number whenever both runs learned.
+both methods reach, so both rows have a number whenever both runs learned. An automatic target is
+never at or below chance (one over the number of classes), where an untrained model "reaches" it
+at round 0: when the lower best is that low, the target is 90% of the higher best, and the method
+that never gets there is reported as "not reached in N rounds". For image generators, a grid of
+the first synthetic samples of each class shows what the generator drew.
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ class Curve:
     def final(self) -> Optional[float]:
         return self.accuracy[-1] if self.accuracy else None
 
+    @property
+    def last_round(self) -> int:
+        return self.rounds[-1] if self.rounds else 0
+
     def first_reaching(self, target: float) -> Optional[tuple[int, int]]:
         """``(round, parameters communicated)`` when accuracy first reaches ``target``."""
         for round_, accuracy, params in zip(self.rounds, self.accuracy, self.params):
@@ -76,11 +84,29 @@ def read_curve(name: str, path: Path) -> Optional[Curve]:
     return curve
 
 
-def target_accuracy(config: Config, curves: list[Curve]) -> Optional[float]:
+def target_accuracy(config: Config, curves: list[Curve], num_classes: int) -> Optional[float]:
+    """``federate.target_accuracy``, else 90% of the lower best accuracy of ``curves`` -- or of the
+    higher one when that is at or below chance (``1 / num_classes``); None when both are."""
     if config.federate.target_accuracy is not None:
         return config.federate.target_accuracy
-    bests = [max(c.accuracy) for c in curves if c.accuracy]
-    return round(0.9 * min(bests), 4) if bests else None
+    bests = sorted(max(c.accuracy) for c in curves if c.accuracy)
+    chance = 1.0 / num_classes if num_classes else 0.0
+    above_chance = [target for best in bests if (target := round(0.9 * best, 4)) > chance]
+    return above_chance[0] if above_chance else None
+
+
+def client_count(config: Config, curves_dirs: list[Path]) -> Optional[int]:
+    """``data.partition.num_clients``, else the count a federation recorded in its summary (a
+    speaker partition makes one client per speaker)."""
+    if config.data.partition.num_clients is not None:
+        return config.data.partition.num_clients
+    for folder in curves_dirs:
+        summary = folder / "summary.json"
+        if summary.is_file():
+            clients = json.loads(summary.read_text()).get("clients")
+            if clients is not None:
+                return int(clients)
+    return None
 
 
 def make_report(config: Config, smooth: int = 1) -> dict[str, Any]:
@@ -97,9 +123,11 @@ def _write_report(config: Config, smooth: int) -> dict[str, Any]:
         raise UserError(f"{run} has no federate metrics yet; run `gptfl run` or `gptfl federate` first")
     out = layout.report
     out.mkdir(parents=True, exist_ok=True)
-    target = target_accuracy(config, curves)
+    labels = config.labels.load()
+    target = target_accuracy(config, curves, len(labels))
     pretrain = read_jsonl(layout.pretrain_metrics)
     plots = [
+        _plot_samples(out / "synthetic_samples.png", layout.synth, labels),
         _plot_curves(out / "accuracy_per_round.png", curves, "round", "test accuracy per round"),
         _plot_curves(out / "accuracy_per_communication.png", curves, "params",
                      "test accuracy per parameters communicated"),
@@ -110,7 +138,8 @@ def _write_report(config: Config, smooth: int) -> dict[str, Any]:
     if any("loss" in row for row in pretrain):
         plots.append(_plot_pretrain(out / "pretrain.png", pretrain))
     plots = [p for p in plots if p is not None]
-    text = _markdown(config, curves, target, pretrain, plots)
+    clients = client_count(config, [layout.federation(init) for _, init in RUNS])
+    text = _markdown(config, curves, target, pretrain, plots, clients)
     atomic_write_text(layout.report_file, text)
     with open_tracker(config, "report") as tracker:
         for path in [layout.report_file, *plots]:
@@ -130,14 +159,15 @@ def synthetic_only(curves: list[Curve], pretrain: list[dict[str, Any]]) -> Optio
     return float(evaluated[-1]["test_accuracy"]) if evaluated else None
 
 
-def _markdown(config: Config, curves: list[Curve], target: Optional[float], pretrain, plots: list[Path]) -> str:
+def _markdown(config: Config, curves: list[Curve], target: Optional[float], pretrain, plots: list[Path],
+              clients: Optional[int]) -> str:
     manifest_path = config.layout.synth_manifest
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     lines = [
         f"# GPT-FL report: {config.run_dir.name}",
         "",
         f"Dataset `{config.data.dataset}` ({len(config.labels.load())} labels), model `{config.model.name}`, "
-        f"{config.data.partition.num_clients} clients ({config.data.partition.kind}"
+        f"{clients if clients is not None else 'an unknown number of'} clients ({config.data.partition.kind}"
         + (f", alpha {config.data.partition.alpha}" if config.data.partition.kind == "dirichlet" else "")
         + f"), {config.federate.clients_per_round} per round, algorithm `{config.federate.algorithm}`.",
     ]
@@ -156,16 +186,36 @@ def _markdown(config: Config, curves: list[Curve], target: Optional[float], pret
                f"{curve.rounds[-1]} | {curve.params[-1]:,} |")
         if target is not None:
             reached = curve.first_reaching(target)
-            row += f" {reached[0]} | {reached[1]:,} |" if reached else " not reached | not reached |"
+            missed = f"not reached in {curve.last_round} rounds"
+            row += f" {reached[0]} | {reached[1]:,} |" if reached else f" {missed} | {missed} |"
         lines.append(row)
     lines.append("")
-    if target is not None and len(curves) == 2 and all(c.first_reaching(target) for c in curves):
-        (_, gpt), (_, scratch) = (c.first_reaching(target) for c in curves)
-        if gpt:
-            lines.append(f"GPT-FL reaches {target:.1%} with {scratch / gpt:.1f}x less communication than FL from scratch.")
-            lines.append("")
+    comparison = communication_sentence(curves, target)
+    if comparison:
+        lines += [comparison, ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def communication_sentence(curves: list[Curve], target: Optional[float]) -> Optional[str]:
+    """GPT-FL against FL from scratch in communication to the target, also when one never gets there."""
+    by_name = {curve.name: curve for curve in curves}
+    gptfl, scratch = by_name.get("GPT-FL"), by_name.get("FL from scratch")
+    if target is None or gptfl is None or scratch is None:
+        return None
+    gpt_hit, scratch_hit = gptfl.first_reaching(target), scratch.first_reaching(target)
+    if gpt_hit and scratch_hit:
+        if gpt_hit[1] == 0:
+            return f"GPT-FL starts at {target:.1%} or above (round 0); FL from scratch needs {scratch_hit[1]:,} parameters."
+        return (f"GPT-FL reaches {target:.1%} with {scratch_hit[1] / gpt_hit[1]:.1f}x less communication "
+                "than FL from scratch.")
+    if gpt_hit:
+        return (f"GPT-FL reaches {target:.1%} after {gpt_hit[1]:,} parameters communicated; FL from scratch has "
+                f"not reached it in {scratch.last_round} rounds ({scratch.params[-1]:,} parameters).")
+    if scratch_hit:
+        return (f"FL from scratch reaches {target:.1%} after {scratch_hit[1]:,} parameters communicated; GPT-FL "
+                f"has not reached it in {gptfl.last_round} rounds ({gptfl.params[-1]:,} parameters).")
+    return f"Neither method reaches {target:.1%} in {max(gptfl.last_round, scratch.last_round)} rounds."
 
 
 # ----------------------------------------------------------------------------- plots
@@ -232,6 +282,56 @@ def _plot_to_target(path: Path, curves: list[Curve], target: float) -> Path:
     axes.bar(names, values, color=["tab:blue", "tab:orange"][: len(values)])
     axes.set_ylabel("parameters communicated")
     axes.set_title(f"communication to {target:.1%} test accuracy")
+    return save_figure(plt, figure, path)
+
+
+#: Synthetic samples per class in the report's grid.
+GRID_COLUMNS = 8
+
+
+def first_samples_per_class(synth_folder: Path, num_labels: int, per_class: int) -> dict[int, list]:
+    """Up to ``per_class`` images of each label from the synthesis shards, in sample order."""
+    import h5py
+
+    from gptfl_hpc.data.shards import find_complete_shards
+
+    found: dict[int, list] = {label: [] for label in range(num_labels)}
+    for shard in find_complete_shards(synth_folder) if synth_folder.is_dir() else []:
+        with h5py.File(shard, "r") as handle:
+            if handle.attrs.get("modality") != "image":
+                return {}
+            targets = handle["y"][:]
+            for label in range(num_labels):
+                wanted = per_class - len(found[label])
+                rows = [int(row) for row in (targets == label).nonzero()[0][:wanted]]
+                found[label] += [handle["x"][row] for row in rows]
+        if all(len(images) >= per_class for images in found.values()):
+            break
+    return found if any(found.values()) else {}
+
+
+def _plot_samples(path: Path, synth_folder: Path, labels: list[str]) -> Optional[Path]:
+    """A grid of the first synthetic images of each class (rows), for image generators."""
+    samples = first_samples_per_class(synth_folder, len(labels), GRID_COLUMNS)
+    if not samples:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(len(labels), GRID_COLUMNS, figsize=(GRID_COLUMNS * 0.8 + 1.2, len(labels) * 0.8),
+                                dpi=100, squeeze=False)
+    for label, row in enumerate(axes):
+        for column, cell in enumerate(row):
+            if column < len(samples[label]):
+                cell.imshow(samples[label][column], interpolation="nearest")
+            cell.set_xticks([])
+            cell.set_yticks([])
+            for spine in cell.spines.values():
+                spine.set_visible(False)
+        row[0].set_ylabel(labels[label], rotation=0, ha="right", va="center", fontsize=8)
+    figure.suptitle("synthetic samples per class (first of each)", fontsize=10)
     return save_figure(plt, figure, path)
 
 

@@ -51,6 +51,7 @@ class Row:
     target: Optional[float] = None
     rounds_to_target: Stat = field(default_factory=Stat)  # over the runs that reached the target
     params_to_target: Stat = field(default_factory=Stat)
+    rounds_run: int = 0  # the most rounds any of the runs has
 
     @property
     def reached(self) -> int:
@@ -71,6 +72,7 @@ def federation_row(setting, method: str, curves: Sequence[Curve], planned: int, 
         target=target,
         rounds_to_target=Stat(tuple(float(round_) for round_, _ in reached)),
         params_to_target=Stat(tuple(float(params) for _, params in reached)),
+        rounds_run=max((curve.last_round for curve in curves), default=0),
     )
 
 
@@ -118,7 +120,7 @@ def _count(stat: Stat, decimals: int) -> str:
 
 def _to_target(row: Row, stat: Stat, decimals: int) -> str:
     if not row.reached:
-        return "not reached"
+        return f"not reached in {row.rounds_run} rounds"
     shown = _count(stat, decimals)
     return shown if row.reached == row.runs else f"{shown} ({row.reached}/{row.runs} reached)"
 

@@ -8,7 +8,8 @@ synthetic volume (when the grid has those axes), and test accuracy and gradient 
 round, averaged over the seeds (diversity optionally as a trailing mean over rounds).
 
 A setting's target accuracy is ``federate.target_accuracy`` when set, else 90% of the lowest best
-accuracy among the setting's runs (both methods, every seed), as in the single-run report.
+accuracy among the setting's runs (both methods, every seed) -- or of the highest when that is at
+or below chance -- as in the single-run report.
 Points without metrics yet are left out and counted, so a report can be drawn while a sweep runs.
 """
 
@@ -27,6 +28,7 @@ from gptfl_hpc.errors import UserError
 from gptfl_hpc.report import (
     RUNS,
     Curve,
+    client_count,
     new_figure,
     read_curve,
     read_jsonl,
@@ -134,7 +136,7 @@ def table_rows(axes: list[str], results: list[PointResult]) -> list[Row]:
         curves = [curve for m in members for curve in m.curves.values()]
         if not curves:
             continue
-        target = target_accuracy(configs[0], curves)
+        target = target_accuracy(configs[0], curves, len(configs[0].labels.load()))
         synthetic = [m.synthetic for m in members if m.synthetic is not None]
         if synthetic:
             rows.append(synthetic_row(setting, synthetic, len(members)))
@@ -161,7 +163,8 @@ def _markdown(record, sweep_dir: Path, results, rows, headers, with_f1: bool, pl
         f"Grid `{record['source']}`: {len(results)} points ({finished} with results); axes {axes}.",
         "",
         "Mean ± sample standard deviation (n - 1) over the seeds; accuracies in percent. The target is "
-        "`federate.target_accuracy` when set, else 90% of the lowest best accuracy among the setting's runs; "
+        "`federate.target_accuracy` when set, else 90% of the lowest best accuracy among the setting's runs "
+        "(of the highest when the lowest is at or below chance); "
         "rounds and parameters to the target average the runs that reached it. "
         "Also as [table.tex](table.tex) (booktabs) and [table.json](table.json) (every run's value).",
         "",
@@ -187,14 +190,20 @@ def _markdown(record, sweep_dir: Path, results, rows, headers, with_f1: bool, pl
 
 
 def _sampling_rate(results: list[PointResult]) -> tuple[Callable[[PointResult], Optional[float]], str]:
-    """Clients per round over clients; clients per round alone where the client count is per speaker."""
-    known = all(r.config is not None and r.config.data.partition.num_clients for r in results)
+    """Clients per round over clients (configured, or as the federations counted them); clients per
+    round alone where a point's client count is unknown."""
+    def clients(result: PointResult) -> Optional[int]:
+        if result.config is None:
+            return None
+        return client_count(result.config, [RunLayout(result.run_dir).federation(init) for _, init in RUNS])
+
+    known = all(clients(r) for r in results)
 
     def x_of(result: PointResult) -> Optional[float]:
         if result.config is None:
             return None
         per_round = result.config.federate.clients_per_round
-        return per_round / result.config.data.partition.num_clients if known else float(per_round)
+        return per_round / clients(result) if known else float(per_round)
 
     return x_of, ("client sampling rate (clients per round / clients)" if known else "clients per round")
 

@@ -406,6 +406,7 @@ class Simulation:
             "metrics": str(self.out_dir / "metrics.jsonl") if self.out_dir else None,
             "rounds": self.round,
             "algorithm": self.fed.algorithm,
+            "clients": self.num_clients,
             "initial_test_accuracy": evaluated[0]["test_accuracy"],
             "test_accuracy": final["test_accuracy"],
             "test_macro_f1": final["test_macro_f1"],
