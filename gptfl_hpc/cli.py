@@ -13,7 +13,7 @@ from gptfl_hpc.errors import UserError, disk_full_error
 from gptfl_hpc.launch import JobFailed
 
 #: Modules under gptfl_hpc.commands, in the order ``gptfl --help`` lists them.
-COMMANDS = ("validate", "labels", "partition", "prompts", "synth", "pretrain", "federate", "run", "sweep", "status", "report")
+COMMANDS = ("validate", "labels", "partition", "prompts", "synth", "pretrain", "federate", "run", "sweep", "status", "report", "demo_generator")
 
 
 class OneLineParser(argparse.ArgumentParser):

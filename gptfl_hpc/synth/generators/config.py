@@ -18,11 +18,19 @@ MODALITY = {"stable_diffusion": "image", "speecht5": "speech", "audioldm": "audi
 DEFAULT_SECONDS = {"speecht5": 1.0, "audioldm": 5.0}
 
 
+#: ``synth.model.weights`` values that name weights instead of a directory: a tiny random model
+#: built on demand, and the demo generator shipped in the package.
+NAMED_WEIGHTS = ("tiny", "demo")
+
+
 class GeneratorConfig(Section):
     """A generator loaded with ``from_pretrained(<local dir>)``; ``tiny`` builds a random one offline."""
 
     kind: GeneratorKind = "stable_diffusion"
-    weights: str = Field("tiny", description="local directory for from_pretrained, or 'tiny' for a tiny random model")
+    weights: str = Field(
+        "tiny", description="local directory for from_pretrained, 'tiny' for a tiny random model, or 'demo' for the "
+        "shipped demo generator (stable_diffusion only)"
+    )
     vocoder: Optional[str] = Field(None, description="speecht5: HiFi-GAN directory; null = tiny with tiny weights")
     speakers: Optional[Path] = Field(None, description="speecht5: .npy of (S, 512) x-vectors; null = shipped tiny set")
     steps: int = Field(25, ge=1, description="denoising steps (DPM-Solver++)")
@@ -38,7 +46,7 @@ class GeneratorConfig(Section):
     @classmethod
     def _absolute(cls, value):
         # Jobs may start in another working directory (or on another node): resolve paths at load.
-        if value is None or value == "tiny":
+        if value is None or value in NAMED_WEIGHTS:
             return value
         path = Path(value).expanduser().absolute()
         return path if isinstance(value, Path) else str(path)

@@ -15,8 +15,14 @@ from gptfl_hpc.synth.tiny import VOCODER_SUBDIR, ensure_tiny
 #: How a user gets weights, appended to every "missing weights" message.
 HOW_TO_PROVIDE = (
     "point it at a local directory written by save_pretrained (for example one made with "
-    "`huggingface-cli download <repo> --local-dir DIR`), or set it to 'tiny' for a tiny random model"
+    "`huggingface-cli download <repo> --local-dir DIR`), or set it to 'tiny' for a tiny random model "
+    "or 'demo' for the shipped demo generator (stable_diffusion)"
 )
+
+#: ``synth.model.weights: demo``: the small Stable Diffusion trained on printed digits that ships
+#: with the package (see its README.md and ``gptfl demo-generator train``).
+DEMO = "demo"
+DEMO_WEIGHTS = Path(__file__).resolve().parents[2] / "assets" / "demo_generator"
 
 #: Files whose content enters the fingerprint: configs and tokenizer vocabularies, never weights.
 FINGERPRINTED_SUFFIXES = {".json", ".txt", ".model"}
@@ -27,8 +33,16 @@ def resolve_weights(config: GeneratorConfig, run_dir: Path) -> tuple[Path, Optio
 
     ``tiny`` builds (once, race-free) ``run_dir/weights/tiny-<kind>``; the tiny SpeechT5 keeps its
     HiFi-GAN in a ``vocoder`` subfolder, used unless ``synth.model.vocoder`` names another one.
+    ``demo`` is the shipped demo generator, a Stable Diffusion pipeline.
     """
-    if config.weights == "tiny":
+    if config.weights == DEMO:
+        if config.kind != "stable_diffusion":
+            raise UserError(
+                f"synth.model.weights: 'demo' is a text-to-image Stable Diffusion pipeline, not a {config.kind} "
+                "model; set synth.model.kind=stable_diffusion, or use 'tiny' or a local directory"
+            )
+        weights, tiny_vocoder = DEMO_WEIGHTS, None
+    elif config.weights == "tiny":
         weights = ensure_tiny(config.kind, RunLayout(Path(run_dir).resolve()).weights / f"tiny-{config.kind}")
         tiny_vocoder = weights / VOCODER_SUBDIR if config.kind == "speecht5" else None
     else:
