@@ -293,7 +293,7 @@ def first_samples_per_class(synth_folder: Path, num_labels: int, per_class: int)
     """Up to ``per_class`` images of each label from the synthesis shards, in sample order."""
     import h5py
 
-    from gptfl_hpc.data.shards import find_complete_shards
+    from gptfl_hpc.shards.reader import find_complete_shards
 
     found: dict[int, list] = {label: [] for label in range(num_labels)}
     for shard in find_complete_shards(synth_folder) if synth_folder.is_dir() else []:

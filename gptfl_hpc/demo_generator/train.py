@@ -19,13 +19,13 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gptfl_hpc.demo_generator.model import IMAGE_SIZE, build_components, training_prompts
+from gptfl_hpc.demo_generator.model import build_components, training_prompts
 from gptfl_hpc.demo_generator.render import render_digits
 from gptfl_hpc.demo_generator.settings import TrainSettings
 from gptfl_hpc.durable import atomic_directory
