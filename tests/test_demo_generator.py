@@ -108,9 +108,10 @@ def test_the_shipped_generator_is_named_demo_loads_and_verifies(tmp_path):
              for i, name in enumerate("zero one two three four five six seven eight nine".split())]
     images = generator.generate(specs)
     assert images.shape == (10, 32, 32, 3) and not generator.flagged
-    # Dark ink on white paper, as the digits are stored: mostly light, with some dark strokes.
-    grey = images.mean(axis=-1)
-    assert (np.median(grey.reshape(10, -1), axis=1) > 150).all() and (grey.reshape(10, -1).min(axis=1) < 100).all()
+    # Dark ink on white paper, as the digits are stored: light on the whole, each with dark strokes
+    # and white paper.
+    grey = images.mean(axis=-1).reshape(10, -1)
+    assert grey.mean() > 128 and (grey.min(axis=1) < 80).all() and (grey.max(axis=1) > 200).all()
 
 
 def test_demo_weights_are_a_stable_diffusion_pipeline_only(tmp_path):
@@ -142,5 +143,5 @@ def test_the_shipped_generator_carries_digit_shapes_into_the_federated_model(tmp
     assert gptfl_acc[1] > scratch_acc[1], (gptfl_acc, scratch_acc)
 
 
-#: The quickstart cut down for a test: fewer rounds, the same generator and data.
-REDUCED = ("federate.rounds=1",)
+#: The quickstart on the demo generator, cut down for a test: one round, the same data.
+REDUCED = ("synth.model.weights=demo", "pretrain.epochs=8", "federate.rounds=1")
