@@ -297,7 +297,7 @@ def first_samples_per_class(synth_folder: Path, num_labels: int, per_class: int)
 
     found: dict[int, list] = {label: [] for label in range(num_labels)}
     for shard in find_complete_shards(synth_folder) if synth_folder.is_dir() else []:
-        with h5py.File(shard, "r") as handle:
+        with h5py.File(shard, "r", locking=False) as handle:
             if handle.attrs.get("modality") != "image":
                 return {}
             targets = handle["y"][:]
