@@ -99,6 +99,11 @@ class RunLayout:
     def cache(self) -> Path:
         return self.root / ".cache"
 
+    @property
+    def data_cache(self) -> Path:
+        """Decoded samples of folder-like datasets, one folder per fingerprint of their files."""
+        return self.root / "data-cache"
+
 
 #: ``federate.init`` -> the folder (and stage name) of that federation.
 FEDERATION_FOLDERS = {"pretrain": "federate", "scratch": "federate-scratch"}

@@ -123,8 +123,9 @@ def _open_matched(config: Config, labels: list[str]) -> Any:
     from gptfl_hpc.data.factory import open_dataset
     from gptfl_hpc.data.labels import match_labels
 
-    match_labels(open_dataset(config.data, "test"), labels)
-    return match_labels(open_dataset(config.data, "train"), labels)
+    # Listed and their headers checked, not decoded: nothing is written before the jobs run.
+    match_labels(open_dataset(config.data, "test", decode=False), labels)
+    return match_labels(open_dataset(config.data, "train", decode=False), labels)
 
 
 def _count_clients(config: Config, train: Any) -> int:

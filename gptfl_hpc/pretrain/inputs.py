@@ -25,6 +25,7 @@ from gptfl_hpc.data.factory import feature_transform, open_dataset
 from gptfl_hpc.data.images import collate_images
 from gptfl_hpc.data.labels import LabelSelection, match_labels
 from gptfl_hpc.errors import UserError
+from gptfl_hpc.layout import RunLayout
 from gptfl_hpc.modality import input_kind, model_input_kind
 from gptfl_hpc.shards.reader import ShardDataset, checked_shard_files
 
@@ -96,7 +97,7 @@ def plan_training(config: Config) -> TrainingPlan:
         )
     if settings.evaluate:
         try:
-            test_dataset(config, labels, dataset.modality)  # fails now, not after the first epoch
+            test_dataset(config, labels, dataset.modality, decode=False)  # fails now, not after the first epoch
         except UserError as exc:
             raise UserError(f"{exc} (or set pretrain.evaluate false to train without the real test split)") from None
     return TrainingPlan(
@@ -140,12 +141,14 @@ def train_dataset(config: Config, plan: TrainingPlan) -> ShardDataset:
     return ShardDataset(list(plan.shard_files), list(plan.labels), transform=transform)
 
 
-def test_dataset(config: Config, labels: Sequence[str], modality: str) -> LabeledDataset:
+def test_dataset(config: Config, labels: Sequence[str], modality: str, decode: bool = True) -> LabeledDataset:
     """The configured real dataset's test split, classes matched to the run's labels by name.
 
-    Samples of labels the run does not use are dropped, as from the train split.
+    Samples of labels the run does not use are dropped, as from the train split. Decoded samples
+    are kept in the run's data cache; ``decode=False`` only lists and checks them.
     """
-    dataset = match_labels(open_dataset(config.data, "test"), labels)
+    cache = RunLayout(config.run_dir).data_cache
+    dataset = match_labels(open_dataset(config.data, "test", cache=cache, decode=decode), labels)
     if input_kind(dataset.modality) != input_kind(modality):
         raise UserError(
             f"the test split of {config.data.dataset} holds {dataset.modality} but the shards hold {modality}; "

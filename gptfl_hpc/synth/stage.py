@@ -87,7 +87,7 @@ def planned_total(config: Config) -> int:
         return config.synth.count
     from gptfl_hpc.data.factory import open_dataset
 
-    train_size = len(open_dataset(config.data, "train"))
+    train_size = len(open_dataset(config.data, "train", decode=False))  # the count, nothing decoded
     return round(config.synth.multiplier * train_size)
 
 
