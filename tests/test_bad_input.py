@@ -108,6 +108,42 @@ def label_params(folder: Path) -> None:
     assert main(["labels", "params", "--expected-labels", "5", "--seed", "s", "--out", str(folder / "p.json")]) == 0
 
 
+def image_classes(*classes: str, root: str = "d", per_class: int = 3) -> Callable[[Path], None]:
+    """``root/<class>/NN.png``: tiny PNGs in class folders (a class named ``split/label`` makes split folders)."""
+
+    def make(folder: Path) -> None:
+        from fixtures_folders import write_image
+
+        for k, name in enumerate(classes):
+            (folder / root / name).mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                write_image(folder / root / name / f"{i:02d}.png", (40 * k, 10 * i, 90), "RGB")
+
+    return make
+
+
+def file_bytes(relative: str, data: bytes) -> Callable[[Path], None]:
+    def make(folder: Path) -> None:
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_bytes(data)
+
+    return make
+
+
+def truncated_png(relative: str) -> Callable[[Path], None]:
+    def make(folder: Path) -> None:
+        whole = (folder / "d" / "cat" / "00.png").read_bytes()
+        (folder / relative).write_bytes(whole[: len(whole) // 2])
+
+    return make
+
+
+def saved_hf(folder: Path) -> None:
+    from fixtures_folders import saved_hf_images
+
+    saved_hf_images(folder / "hf", ["cat", "dog"], ["w1", "w2"])
+
+
 def both(*setups: Callable[[Path], None]) -> Callable[[Path], None]:
     def make(folder: Path) -> None:
         for setup in setups:
@@ -125,6 +161,11 @@ class Row:
     fragment: str  # part of the one line on stderr
     setup: Optional[Callable[[Path], None]] = None
 
+
+#: ``gptfl run`` of the quickstart on a folder dataset of the classes cat and dog.
+FOLDER = "run {q} data.dataset=folder 'labels.names=[cat, dog]' "
+#: The same federation alone, from scratch: its checks only.
+FOLDER_FEDERATE = "federate {q} data.dataset=folder 'labels.names=[cat, dog]' federate.init=scratch "
 
 ROWS = {
     # The command line itself.
@@ -352,6 +393,39 @@ ROWS = {
     # Other commands.
     "partition too many clients": Row("partition {q} data.partition.num_clients=5000",
                                       "data.partition.num_clients 5000 must be between 1 and the"),
+    # Folders and saved datasets users bring (FOLDER: a tiny image folder run on the labels cat, dog).
+    "folder root missing": Row(FOLDER + "data.root={tmp}/nope", "the folder dataset root {tmp}/nope is not a directory"),
+    "folder root empty": Row(FOLDER + "data.root={tmp}/d", "{tmp}/d holds no class folders", file_at("d/.keep")),
+    "folder class empty": Row(FOLDER + "data.root={tmp}/d", "class folder {tmp}/d/dog holds no image or audio files",
+                              both(image_classes("cat"), file_at("d/dog/notes.txt"))),
+    "folder split lacks a run label": Row(FOLDER + "data.root={tmp}/d",
+                                          "the image/audio folder test split at {tmp}/d has no label 'dog'",
+                                          image_classes("train/cat", "train/dog", "test/cat")),
+    "folder unreadable image": Row(FOLDER + "data.root={tmp}/d", "dog/09.png cannot be decoded",
+                                   both(image_classes("cat", "dog"), file_bytes("d/dog/09.png", b"not a png"))),
+    "folder truncated image": Row("partition {q} data.dataset=folder data.root={tmp}/d 'labels.names=[cat, dog]' "
+                                  "data.partition.num_clients=2 data.partition.min_client_size=1",
+                                  "cannot be decoded", both(image_classes("cat", "dog", per_class=5),
+                                                            truncated_png("d/cat/01.png"))),
+    "folder metadata names a missing file": Row(FOLDER + "data.root={tmp}/d",
+                                                "metadata.csv names cat/09.png, which is not in {tmp}/d",
+                                                both(image_classes("cat", "dog"),
+                                                     file_at("d/metadata.csv", "file_name,label\ncat/09.png,cat\n"))),
+    "folder metadata without the label column": Row(FOLDER + "data.root={tmp}/d data.columns.label=kind",
+                                                    "metadata.csv has no column 'kind' (data.columns.label)",
+                                                    both(image_classes("cat", "dog"),
+                                                         file_at("d/metadata.csv", "file_name,label\ncat/00.png,cat\n"))),
+    "natural partition without clients": Row(FOLDER_FEDERATE + "data.root={tmp}/d data.partition.kind=natural",
+                                             "data.partition.kind natural needs each sample's client",
+                                             image_classes("cat", "dog")),
+    "hf column missing": Row("run {q} data.dataset=hf data.root={tmp}/hf 'labels.names=[cat, dog]' "
+                             "data.columns.client=speaker", "data.columns.client 'speaker' is not a column", saved_hf),
+    "folder mixes images and audio": Row(FOLDER + "data.root={tmp}/d", "holds both images (cat/00.png) and audio",
+                                         both(image_classes("cat"), file_bytes("d/dog/00.wav", b"RIFF"))),
+    "folder too small for its clients": Row(FOLDER_FEDERATE + "data.root={tmp}/d data.partition.num_clients=2 "
+                                            "federate.clients_per_round=2",
+                                            "data.partition.min_client_size 10 x 2 clients exceeds the",
+                                            image_classes("cat", "dog")),
     "placeholder paths": Row("validate {paper}", "still a placeholder: data.root (/path/to/cifar10)"),
     "sweep axis without values": Row("sweep {q} --axis seed", "--axis 'seed' is not KEY=V1,V2,..."),
     "sweep axis repeats": Row("sweep {q} --axis seed=1,1", "axis 'seed' lists 1 more than once"),

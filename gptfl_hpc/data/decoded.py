@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,7 +270,11 @@ def _build_once(folder: Path, source: MediaSource, decoding: Decoding, what: str
                     "decoding": decoding.settings()}
             (staging / "info.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
 
+        started = time.perf_counter()
         atomic_directory(folder, build)
+        seconds = time.perf_counter() - started
+        log.info("decoded %d files of %s into %s in %.1f s (%.0f files/s)", len(source), what, folder, seconds,
+                 len(source) / max(seconds, 1e-9))
     finally:
         lock.release()
 
@@ -290,8 +295,9 @@ def _decode_into(samples: np.ndarray, source: MediaSource, decoding: Decoding, w
     # PIL and libsndfile release the GIL while decoding: threads use every core without copies.
     workers = max(1, min(8, len(os.sched_getaffinity(0))))
     bad: list[str] = []
+    # The bar shows on a terminal only: a job log or a refused command's one line stays clean.
     with ThreadPoolExecutor(workers) as pool, tqdm(total=len(source), desc=f"decoding {what}", unit="file",
-                                                    mininterval=2.0) as progress:
+                                                    mininterval=2.0, disable=None) as progress:
         for name in pool.map(one, range(len(source)), chunksize=64):
             if name is not None:
                 bad.append(name)

@@ -57,9 +57,8 @@ def preflight(
     init = init or fed.init
     labels = config.labels.load()
     train = _open_matched(config, labels)  # a bad root or labels the data lacks: one line, here
-    num_clients = config.data.partition.num_clients
-    if num_clients is None:
-        num_clients = _count_clients(config, train)
+    # The partition itself, not only its size: too few samples or no client ids fail here, in one line.
+    num_clients = _count_clients(config, train)
     if fed.clients_per_round > num_clients:
         raise UserError(
             f"federate.clients_per_round {fed.clients_per_round} exceeds the {num_clients} clients "
