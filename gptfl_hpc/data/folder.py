@@ -96,7 +96,7 @@ def list_split(root: Path, split: str, config: Any) -> Listing:
         return _held_out(list_folder(root, config), split, config)
     folder = _split_folder(root, split)
     if folder is not None:
-        return list_folder(folder, config)
+        return list_folder(folder, config, needs_clients=split == "train")
     if split == "test":
         return _held_out(list_folder(train_folder, config), split, config)
     raise UserError(f"the folder dataset at {root} has no {split}/ folder; add it beside {train_folder.name}/")
@@ -113,12 +113,14 @@ def _held_out(listing: Listing, split: str, config: Any) -> Listing:
     return listing.subset(test if split == "test" else ~test)
 
 
-def list_folder(folder: Path, config: Any) -> Listing:
-    """The files of one split folder, labelled by its metadata file or by their class folders."""
+def list_folder(folder: Path, config: Any, needs_clients: bool = True) -> Listing:
+    """The files of one split folder, labelled by its metadata file or by their class folders.
+
+    Only the train split is partitioned, so only it must name each sample's client."""
     metadata = next((folder / name for name in METADATA_FILES if (folder / name).is_file()), None)
     if metadata is not None:
         return _from_metadata(folder, metadata, config)
-    if config.columns.client is not None:
+    if config.columns.client is not None and needs_clients:
         raise UserError(f"data.columns.client '{config.columns.client}' needs a metadata.csv or metadata.jsonl "
                         f"in {folder} with that column; add one (file_name, label, {config.columns.client})")
     return _from_class_folders(folder)
