@@ -22,9 +22,10 @@ import hashlib
 import io
 import json
 import logging
+import mmap
+import multiprocessing
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Optional, Sequence, Union
@@ -228,7 +229,7 @@ def decode_all(
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(samples, kept source indices, skipped names): from the cache, after building it if needed."""
     if cache is None:
-        samples = np.empty((len(source),) + decoding.shape, dtype=decoding.dtype)
+        samples = shared_array((len(source),) + decoding.shape, decoding.dtype)
         bad = _decode_into(samples, source, decoding, what, skip)
         return samples, _kept(source, bad), bad
     key = cache_key(source, decoding)
@@ -279,30 +280,63 @@ def _build_once(folder: Path, source: MediaSource, decoding: Decoding, what: str
         lock.release()
 
 
+#: Samples per task of the decoding processes: large enough that a task's start costs little.
+CHUNK = 256
+
+
 def _decode_into(samples: np.ndarray, source: MediaSource, decoding: Decoding, what: str, skip: bool) -> list[str]:
-    """Decode every sample into ``samples`` (rows of skipped ones stay zero); the skipped names."""
+    """Decode every sample into ``samples`` (rows of skipped ones stay zero); the skipped names.
+
+    ``samples`` must be memory other processes can write: a ``MAP_SHARED`` memory map (the cache
+    file) or ``shared_array``. Forked processes decode chunks of it side by side; threads would not
+    help, since for small images most of the time is Python under the GIL.
+    """
     from tqdm import tqdm
 
-    def one(index: int) -> Optional[str]:
+    global _JOB
+    chunks = [(start, min(start + CHUNK, len(source))) for start in range(0, len(source), CHUNK)]
+    workers = max(1, min(8, len(os.sched_getaffinity(0)), len(chunks)))
+    bad: list[str] = []
+    _JOB = (samples, source, decoding, what, skip)
+    try:
+        pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
+        # The bar shows on a terminal only: a job log or a refused command's one line stays clean.
+        with tqdm(total=len(source), desc=f"decoding {what}", unit="file", mininterval=2.0, disable=None) as progress:
+            results = pool.imap_unordered(_decode_chunk, chunks) if pool is not None else map(_decode_chunk, chunks)
+            for count, names in results:
+                bad += names
+                progress.update(count)
+        if pool is not None:
+            pool.close()
+            pool.join()
+    finally:
+        _JOB = None
+        if workers > 1:
+            pool.terminate()
+    return sorted(bad, key=source.names.index) if bad else bad
+
+
+#: What the decoding processes work on: set before they fork, so no sample source is pickled.
+_JOB: Optional[tuple] = None
+
+
+def _decode_chunk(bounds: tuple[int, int]) -> tuple[int, list[str]]:
+    samples, source, decoding, what, skip = _JOB
+    bad = []
+    for index in range(*bounds):
         try:
             samples[index] = decoding.decode(source.open(index))
-            return None
         except Exception as exc:  # any decoder error: the file is not a readable sample
             if not skip:
                 raise _unreadable(source.names[index], what, exc) from None
-            return source.names[index]
+            bad.append(source.names[index])
+    return bounds[1] - bounds[0], bad
 
-    # PIL and libsndfile release the GIL while decoding: threads use every core without copies.
-    workers = max(1, min(8, len(os.sched_getaffinity(0))))
-    bad: list[str] = []
-    # The bar shows on a terminal only: a job log or a refused command's one line stays clean.
-    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(source), desc=f"decoding {what}", unit="file",
-                                                    mininterval=2.0, disable=None) as progress:
-        for name in pool.map(one, range(len(source)), chunksize=64):
-            if name is not None:
-                bad.append(name)
-            progress.update()
-    return bad
+
+def shared_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A zeroed array in anonymous shared memory: forked processes write into the parent's copy."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    return np.frombuffer(mmap.mmap(-1, max(size, 1)), dtype=dtype, count=int(np.prod(shape))).reshape(shape)
 
 
 def _kept(source: MediaSource, bad: list[str]) -> np.ndarray:
