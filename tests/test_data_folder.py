@@ -232,3 +232,19 @@ def test_an_unreadable_file_is_named_or_skipped_and_counted(tmp_path, caplog):
         ds = open_dataset(skipping, "train", cache=tmp_path.parent / "cache")
     assert "left out" in caplog.text
     assert len(ds) + len(ds.skipped) == 4 and len(ds.skipped) >= 1  # the held-out split: 4 of 6 files
+
+
+# --------------------------------------------------------------------------- the example configs
+
+EXAMPLES = sorted((REPO / "configs" / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda path: path.name)
+def test_example_configs_validate_once_their_placeholders_are_filled(path, monkeypatch, capsys):
+    from gptfl_hpc.cli import main
+    from gptfl_hpc.config import load_config, placeholder_paths
+
+    monkeypatch.chdir(REPO)  # labels.path is relative to the repository
+    filled = [f"{key}=/data/{key.rsplit('.', 1)[-1]}" for key, _ in placeholder_paths(load_config(path))]
+    assert any(item.startswith("data.root=") for item in filled)
+    assert main(["validate", str(path), *filled]) == 0, capsys.readouterr().err

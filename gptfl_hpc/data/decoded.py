@@ -75,6 +75,8 @@ class ImageDecoding:
         from gptfl_hpc.data.images import resize_square
 
         with Image.open(item) as image:
+            if image.size == (self.size, self.size):
+                return np.asarray(image.convert("RGB"), dtype=np.uint8)
             # A JPEG decoder scales by 1/2..1/8 while decoding: far faster for photos much larger than size.
             image.draft("RGB", (self.size, self.size))
             return resize_square(image.convert("RGB"), self.size)
@@ -155,11 +157,12 @@ class MediaSource:
     @classmethod
     def of_files(cls, root: Path, paths: Sequence[Path]) -> "MediaSource":
         paths = list(paths)
-        names = [path.relative_to(root).as_posix() for path in paths]
+        prefix = len(str(root).rstrip("/")) + 1  # str slicing: Path.relative_to is slow for 100,000 files
+        names = [str(path)[prefix:].replace(os.sep, "/") for path in paths]
         digest = hashlib.sha256()
         for name, path in zip(names, paths):
             try:
-                stat = path.stat()
+                stat = os.stat(path)
             except FileNotFoundError:
                 raise UserError(f"{path} was listed but is gone; restore it or remove it from the data") from None
             digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())

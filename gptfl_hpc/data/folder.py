@@ -143,8 +143,12 @@ def _from_class_folders(folder: Path) -> Listing:
 
 
 def _media_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if media_kind(p) is not None and p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    """Image and audio files under ``folder``, hidden ones left out, in sorted order."""
+    found = []
+    for parent, folders, files in os.walk(folder):  # os.walk: several times faster than Path.rglob
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        found += [os.path.join(parent, name) for name in files if not name.startswith(".") and media_kind(name)]
+    return [Path(path) for path in sorted(found)]
 
 
 def _from_metadata(folder: Path, metadata: Path, config: Any) -> Listing:
