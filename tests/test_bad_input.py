@@ -245,7 +245,7 @@ ROWS = {
     "executor unknown": Row("validate {q} launcher.executor=auto",
                             "input should be 'inline', 'local', 'slurm' or 'debug'"),
     "model unknown": Row("validate {q} model.name=resnet", "key 'model.name': input should be 'convnet'"),
-    "dataset unknown": Row("validate {q} data.dataset=mnist", "key 'data.dataset': 'mnist' is not a dataset; use one of digits"),
+    "dataset unknown": Row("validate {q} data.dataset=mnist", "key 'data.dataset': 'mnist' is not a dataset; use one of cifar10, cifar100, digits"),
     "generator unknown": Row("validate {q} synth.model.kind=dalle", "key 'synth.model.kind'"),
     "slurm time": Row("validate {q} launcher.slurm.time=1:2:3:4", "is not a Slurm time"),
     "slurm mem": Row("validate {q} launcher.slurm.mem=lots", "is not a Slurm memory size"),

@@ -106,8 +106,9 @@ def _load_modules() -> None:
 
 
 def dataset_names() -> list[str]:
+    """Every registered name, sorted (registration order depends on which module was imported first)."""
     _load_modules()
-    return list(_READERS)
+    return sorted(_READERS)
 
 
 def dataset_reader(name: str) -> DatasetReader:
@@ -117,4 +118,4 @@ def dataset_reader(name: str) -> DatasetReader:
         return _READERS[name]
     close = difflib.get_close_matches(name, list(_READERS), n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
-    raise UserError(f"data.dataset '{name}' is not a dataset; {hint}use one of {', '.join(_READERS)}")
+    raise UserError(f"data.dataset '{name}' is not a dataset; {hint}use one of {', '.join(dataset_names())}")
