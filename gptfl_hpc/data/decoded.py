@@ -214,8 +214,16 @@ class DecodedDataset(LabeledDataset):
         return self.decoding.as_sample(self.decoding.decode(self.sources.open(position)))
 
 
+#: Results of ``check_all`` in this process, by cache key: the checks of several stages before
+#: submitting (synthesis sizes from the train split, the federation opens it again) read each header once.
+_CHECKED: dict[str, tuple[np.ndarray, list[str]]] = {}
+
+
 def check_all(source: MediaSource, decoding: Decoding, what: str, skip: bool) -> tuple[np.ndarray, list[str]]:
     """Open every sample's header: the unreadable ones refused, or left out with ``skip``."""
+    key = cache_key(source, decoding)
+    if key in _CHECKED and (skip or not _CHECKED[key][1]):
+        return _CHECKED[key]
     bad: list[str] = []
     for index in range(len(source)):
         try:
@@ -224,7 +232,8 @@ def check_all(source: MediaSource, decoding: Decoding, what: str, skip: bool) ->
             if not skip:
                 raise _unreadable(source.names[index], what, exc) from None
             bad.append(source.names[index])
-    return _kept(source, bad), bad
+    _CHECKED[key] = (_kept(source, bad), bad)
+    return _CHECKED[key]
 
 
 def decode_all(
@@ -301,6 +310,7 @@ def _decode_into(samples: np.ndarray, source: MediaSource, decoding: Decoding, w
     workers = max(1, min(8, len(os.sched_getaffinity(0)), len(chunks)))
     bad: list[str] = []
     _JOB = (samples, source, decoding, what, skip)
+    pool = None
     try:
         pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
         # The bar shows on a terminal only: a job log or a refused command's one line stays clean.
@@ -314,7 +324,7 @@ def _decode_into(samples: np.ndarray, source: MediaSource, decoding: Decoding, w
             pool.join()
     finally:
         _JOB = None
-        if workers > 1:
+        if pool is not None:
             pool.terminate()
     return sorted(bad, key=source.names.index) if bad else bad
 
