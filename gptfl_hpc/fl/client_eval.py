@@ -19,6 +19,7 @@ algorithm terms, a random stream of ``(seed, round, client)``): the personalised
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -53,22 +54,26 @@ def split_holdouts(
 
 
 def check_holdouts(sizes: Sequence[int], fraction: float) -> None:
-    """Refuse, with one line, a fraction that leaves some client without a holdout or without training data."""
-    key = "federate.client_eval.fraction"
-    for client, size in enumerate(int(s) for s in sizes):
-        held = holdout_size(size, fraction)
-        if held == 0:
-            needed = int(np.ceil(0.5 / fraction))
-            raise UserError(
-                f"{key} {fraction} holds out no sample of client {client}, which has {size}; raise the fraction to "
-                f"at least {0.5 / size:.3g} or give every client {needed} or more samples (data.partition.min_client_size)"
-            )
-        if held == size:
-            raise UserError(
-                f"{key} {fraction} holds out all {size} samples of client {client}, leaving it nothing to train on; "
-                f"lower the fraction below {(size - 0.5) / size:.3g} or give every client more samples "
-                "(data.partition.min_client_size)"
-            )
+    """Refuse, with one line, a fraction that leaves some client without a holdout or without training
+    data. The smallest client is the first to fail either way, so it alone is checked and named."""
+    if len(sizes) == 0:
+        return
+    client = int(np.argmin(sizes))
+    size = int(sizes[client])
+    held = holdout_size(size, fraction)
+    key, more = "federate.client_eval.fraction", "(data.partition.min_client_size, or fewer clients)"
+    if held == 0:
+        lowest = math.ceil(0.5 / size * 1e4) / 1e4
+        raise UserError(
+            f"{key} {fraction} holds out no sample of client {client}, which has {size}; raise the fraction to at "
+            f"least {lowest:g} or give every client {math.ceil(0.5 / fraction)} or more samples {more}"
+        )
+    if held == size:
+        highest = math.floor((size - 0.5) / size * 1e4) / 1e4
+        raise UserError(
+            f"{key} {fraction} holds out all {size} samples of client {client}, leaving it nothing to train on; "
+            f"lower the fraction to at most {highest:g} or give every client more samples {more}"
+        )
 
 
 @dataclass
