@@ -183,6 +183,8 @@ class Simulation:
         self.test = data.test
         self.client_evaluator = None
         if fed.client_eval is not None:
+            if data.holdouts is None:
+                raise ValueError("federate.client_eval is set but the federation data has no holdouts (split_holdouts)")
             self.client_evaluator = ClientEvaluator(
                 fed.client_eval, fed.client, data.holdouts, data.clients, rank, world_size, fed.eval_batch_size, seed
             )
