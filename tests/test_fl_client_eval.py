@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from gptfl_hpc import preemption
 from gptfl_hpc.config import load_config
 from gptfl_hpc.data.factory import make_partition, open_dataset
 from gptfl_hpc.data.images import to_float_images
@@ -39,8 +40,8 @@ OVERRIDES = [
 ]
 
 
-def config(run_dir: Path):
-    return load_config(QUICKSTART, [f"run_dir={run_dir}", *OVERRIDES])
+def config(run_dir: Path, *extra: str):
+    return load_config(QUICKSTART, [f"run_dir={run_dir}", *OVERRIDES, *extra])
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +115,22 @@ def test_holdouts_are_seeded_disjoint_from_training_and_the_same_on_every_load(f
     assert records[1]["samples"] == sum(int(first.sizes[c]) for c in cohort)
     other_seed = split_holdouts(partition.clients, FRACTION, cfg.seed + 1)[1]
     assert any(not np.array_equal(a, b) for a, b in zip(other_seed, first.holdouts.clients))
+
+
+def test_a_run_stopped_after_its_last_round_reports_every_client_when_resumed(tmp_path):
+    """The per-client list of the last evaluation travels in the checkpoint, not only in memory."""
+    cfg = config(tmp_path, "federate.ranks=1", "federate.rounds=1")
+    preemption.request()
+    try:
+        with pytest.raises(preemption.Preempted):
+            stage.run(cfg)  # round 1, the last, is checkpointed; no summary yet
+    finally:
+        preemption.clear()
+    out = tmp_path / "federate-scratch"
+    assert not (out / "summary.json").exists()
+    stage.run(cfg)
+    summary = json.loads((out / "summary.json").read_text())
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert summary["client_eval_round"] == last["round"] == 1 and len(summary["client_accuracy"]) == 10
+    assert last["client_accuracy_mean"] == float(np.mean([row["accuracy"] for row in summary["client_accuracy"]]))
+    assert last["finetuned_accuracy_worst"] == min(row["finetuned_accuracy"] for row in summary["client_accuracy"])
