@@ -133,7 +133,7 @@ class ClientEvaluator:
     def __init__(
         self,
         config: ClientEvalConfig,
-        client: ClientConfig,
+        client_config: ClientConfig,
         holdouts: ClientStore,
         train: ClientStore,
         rank: int,
@@ -147,7 +147,7 @@ class ClientEvaluator:
         self.sizes = np.array([holdouts.size(c) for c in range(len(holdouts.clients))], dtype=np.int64)
         clients = list(range(len(self.sizes)))
         self.owned = assign_to_ranks(clients, self.sizes.tolist(), world_size)[rank]
-        self.client_config = client
+        self.client_config = client_config  # the local SGD of the personalisation steps
         self._samples: Optional[Samples] = None
         self._owner: Optional[torch.Tensor] = None
         self._finetuner: Optional[LocalTrainer] = None
@@ -191,7 +191,7 @@ class ClientEvaluator:
             if indices:
                 self._samples = load_samples(store.dataset, np.concatenate(indices), store.device, store.transform)
             else:  # more ranks than clients
-                self._samples = Samples(torch.zeros(0), torch.zeros(0, dtype=torch.int64, device=store.device))
+                self._samples = Samples(torch.zeros(0, device=store.device), torch.zeros(0, dtype=torch.int64, device=store.device))
             owner = np.repeat(np.array(self.owned, dtype=np.int64), [len(i) for i in indices])
             self._owner = torch.from_numpy(owner).to(store.device)
         return self._samples, self._owner
