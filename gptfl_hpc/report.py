@@ -4,7 +4,9 @@ Reads what the stages wrote -- ``federate/metrics.jsonl`` (GPT-FL), ``federate-s
 metrics.jsonl`` (the baseline), ``pretrain/metrics.jsonl`` and ``synth/manifest.json`` -- and
 draws the paper's comparisons in kind: accuracy per round and per parameter communicated
 (Figures 2-4), gradient diversity per round (Figure 5), communication to a target accuracy
-(Table 4) and the synthetic-only model's accuracy (Table 2's "synthetic data only" row).
+(Table 4) and the synthetic-only model's accuracy (Table 2's "synthetic data only" row). Where a
+federation scored its clients (``federate.client_eval``), ``summary.json``'s per-client list gives a
+table of the mean, 10th-percentile and worst client accuracy and a plot of their distribution.
 
 The target accuracy is ``federate.target_accuracy`` when set, else 90% of the best accuracy that
 both methods reach, so both rows have a number whenever both runs learned. An automatic target is
@@ -137,9 +139,13 @@ def _write_report(config: Config, smooth: int) -> dict[str, Any]:
         plots.append(_plot_to_target(out / "communication_to_target.png", curves, target))
     if any("loss" in row for row in pretrain):
         plots.append(_plot_pretrain(out / "pretrain.png", pretrain))
+    client_accuracies = [a for name, init in RUNS
+                         if (a := read_client_accuracies(name, layout.federation(init) / "summary.json"))]
+    if client_accuracies:
+        plots.append(_plot_client_accuracy(out / "client_accuracy.png", client_accuracies))
     plots = [p for p in plots if p is not None]
     clients = client_count(config, [layout.federation(init) for _, init in RUNS])
-    text = _markdown(config, curves, target, pretrain, plots, clients)
+    text = _markdown(config, curves, target, pretrain, plots, clients, client_accuracies)
     atomic_write_text(layout.report_file, text)
     with open_tracker(config, "report") as tracker:
         for path in [layout.report_file, *plots]:
@@ -160,7 +166,7 @@ def synthetic_only(curves: list[Curve], pretrain: list[dict[str, Any]]) -> Optio
 
 
 def _markdown(config: Config, curves: list[Curve], target: Optional[float], pretrain, plots: list[Path],
-              clients: Optional[int]) -> str:
+              clients: Optional[int], client_accuracies: Optional[list[ClientAccuracies]] = None) -> str:
     manifest_path = config.layout.synth_manifest
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     lines = [
@@ -193,6 +199,8 @@ def _markdown(config: Config, curves: list[Curve], target: Optional[float], pret
     comparison = communication_sentence(curves, target)
     if comparison:
         lines += [comparison, ""]
+    if client_accuracies:
+        lines += client_table(client_accuracies) + [""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     return "\n".join(lines) + "\n"
 
@@ -216,6 +224,45 @@ def communication_sentence(curves: list[Curve], target: Optional[float]) -> Opti
         return (f"FL from scratch reaches {target:.1%} after {scratch_hit[1]:,} parameters communicated; GPT-FL "
                 f"has not reached it in {gptfl.last_round} rounds ({gptfl.params[-1]:,} parameters).")
     return f"Neither method reaches {target:.1%} in {max(gptfl.last_round, scratch.last_round)} rounds."
+
+
+@dataclass
+class ClientAccuracies:
+    """The final global model's accuracy on each client's held-out data (``federate.client_eval``)."""
+
+    name: str
+    round: int
+    accuracy: list[float]
+    finetuned: Optional[list[float]] = None  # after the personalisation steps
+
+
+def read_client_accuracies(name: str, summary_path: Path) -> Optional[ClientAccuracies]:
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    rows = summary.get("client_accuracy")
+    if not rows:
+        return None
+    finetuned = [float(row["finetuned_accuracy"]) for row in rows] if "finetuned_accuracy" in rows[0] else None
+    return ClientAccuracies(name, int(summary.get("client_eval_round", summary.get("rounds", 0))),
+                        [float(row["accuracy"]) for row in rows], finetuned)
+
+
+def client_table(scores: list[ClientAccuracies]) -> list[str]:
+    """Markdown rows: mean, 10th-percentile (linear interpolation) and worst client accuracy per method."""
+    import numpy as np
+
+    personalised = any(s.finetuned is not None for s in scores)
+    lines = ["| method | clients | mean client accuracy | 10th percentile | worst client |"
+             + (" mean after local steps | worst after local steps |" if personalised else ""),
+             "|---|---|---|---|---|" + ("---|---|" if personalised else "")]
+    for score in scores:
+        values = np.array(score.accuracy)
+        row = (f"| {score.name} (round {score.round}) | {len(values)} | {values.mean():.4f} | "
+               f"{np.percentile(values, 10):.4f} | {values.min():.4f} |")
+        if personalised:
+            tuned = np.array(score.finetuned) if score.finetuned is not None else None
+            row += f" {tuned.mean():.4f} | {tuned.min():.4f} |" if tuned is not None else " | |"
+        lines.append(row)
+    return lines
 
 
 # ----------------------------------------------------------------------------- plots
@@ -282,6 +329,26 @@ def _plot_to_target(path: Path, curves: list[Curve], target: float) -> Path:
     axes.bar(names, values, color=["tab:blue", "tab:orange"][: len(values)])
     axes.set_ylabel("parameters communicated")
     axes.set_title(f"communication to {target:.1%} test accuracy")
+    return save_figure(plt, figure, path)
+
+
+def _plot_client_accuracy(path: Path, scores: list[ClientAccuracies]) -> Path:
+    """The distribution of per-client accuracy as an empirical CDF per method (further left: worse clients)."""
+    plt, figure, axes = new_figure()
+    for color, score in zip(("tab:blue", "tab:orange"), scores):
+        for values, style, label in ((score.accuracy, "-", score.name),
+                                     (score.finetuned, "--", f"{score.name}, after local steps")):
+            if values:
+                ordered = sorted(values)
+                share = [(k + 1) / len(ordered) for k in range(len(ordered))]
+                axes.step([0.0, *ordered], [0.0, *share], where="post", color=color, linestyle=style, label=label)
+    axes.set_xlabel("accuracy on the client's held-out data")
+    axes.set_ylabel("share of clients at or below")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.02)
+    axes.set_title("per-client accuracy of the final global model")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper left")
     return save_figure(plt, figure, path)
 
 

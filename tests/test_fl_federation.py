@@ -179,15 +179,22 @@ def test_sigkilled_quickstart_resumes_bit_identically(tmp_path):
     assert len(metrics(killed / "federate")) == 7
 
 
-def test_sigkilled_vectorized_federation_resumes_bit_identically(tmp_path):
-    """federate.vectorize: a killed and resumed run ends with the uninterrupted run's bytes."""
-    overrides = ["federate.rounds=5", "federate.vectorize=3", "federate.init=scratch", "federate.algorithm=fedprox"]
+def test_sigkilled_vectorized_federation_with_client_eval_resumes_bit_identically(tmp_path):
+    """federate.vectorize and federate.client_eval: a killed and resumed run ends with the
+    uninterrupted run's bytes, the same per-client scores and so the same holdouts."""
+    overrides = ["federate.rounds=5", "federate.vectorize=3", "federate.init=scratch", "federate.algorithm=fedprox",
+                 "federate.client_eval.every=2", "federate.client_eval.finetune_steps=1"]
     reference = tmp_path / "reference"
     stage.run(config(reference, *overrides))
     killed = tmp_path / "killed"
     run_killed_then_resumed(killed, overrides, kill_after_round=2)
     assert_same_outputs(reference / "federate-scratch", killed / "federate-scratch")
-    assert len(metrics(killed / "federate-scratch")) == 6
+    records = metrics(killed / "federate-scratch")
+    assert len(records) == 6
+    assert [r["round"] for r in records if "client_accuracy_mean" in r] == [0, 2, 4, 5]
+    summaries = [json.loads((run / "federate-scratch" / "summary.json").read_text()) for run in (reference, killed)]
+    assert summaries[0]["client_accuracy"] == summaries[1]["client_accuracy"]
+    assert len(summaries[1]["client_accuracy"]) == 10
 
 
 @pytest.mark.slow

@@ -135,3 +135,17 @@ def test_accuracy_and_macro_f1_match_scikit_learn():
     assert accuracy(confusion) == pytest.approx(np.mean(y == pred))
     assert macro_f1(confusion) == pytest.approx(f1_score(y, pred, average="macro"))
     assert gradient_diversity(1.0, 0.0) is None
+
+
+def test_audio_samples_of_no_index_are_empty_tensors(tmp_path):
+    """A rank's share of a test set smaller than one batch per rank holds nothing, also for audio."""
+    from fixtures_data import write_speech_commands
+
+    from gptfl_hpc.data.config import DataConfig
+    from gptfl_hpc.data.factory import feature_transform, open_dataset
+    from gptfl_hpc.fl.clientdata import load_samples
+
+    config = DataConfig(dataset="speech_commands", root=write_speech_commands(tmp_path, ["yes/spk0_nohash_0.wav"]))
+    train = open_dataset(config)
+    empty = load_samples(train, [], CPU, feature_transform(config, train.modality))
+    assert len(empty) == 0 and empty.lengths is not None and len(empty.lengths) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -18,13 +19,18 @@ QUICKSTART = REPO / "configs" / "quickstart.yaml"
 PARAMS_PER_ROUND = 1000
 
 
-def write_federation(folder: Path, accuracies: list[float], clients: int = 10) -> None:
-    """``metrics.jsonl`` (one evaluated row per round from 0) and ``summary.json`` as a federation leaves them."""
+def write_federation(folder: Path, accuracies: list[float], clients: int = 10,
+                     client_accuracy: Optional[list[dict]] = None) -> None:
+    """``metrics.jsonl`` (one evaluated row per round from 0) and ``summary.json`` as a federation leaves
+    them; ``client_accuracy``: the per-client list of ``federate.client_eval``."""
     folder.mkdir(parents=True)
     rows = [{"round": r, "test_accuracy": a, "test_macro_f1": a, "params_cumulative": r * PARAMS_PER_ROUND}
             for r, a in enumerate(accuracies)]
     (folder / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    (folder / "summary.json").write_text(json.dumps({"rounds": len(accuracies) - 1, "clients": clients}))
+    summary = {"rounds": len(accuracies) - 1, "clients": clients}
+    if client_accuracy is not None:
+        summary.update(client_eval_round=len(accuracies) - 1, client_accuracy=client_accuracy)
+    (folder / "summary.json").write_text(json.dumps(summary))
 
 
 def quickstart_run(tmp_path: Path, *overrides: str):
@@ -118,3 +124,34 @@ def test_report_draws_the_first_synthetic_samples_of_each_class(tmp_path):
     grid = config.layout.report / "synthetic_samples.png"
     assert str(grid) in written["plots"] and grid.read_bytes()[:4] == b"\x89PNG"
     assert "![synthetic_samples](synthetic_samples.png)" in config.layout.report_file.read_text()
+
+
+def per_client(accuracies: list[float], finetuned: Optional[list[float]] = None) -> list[dict]:
+    rows = [{"client": c, "holdout": 10, "accuracy": a} for c, a in enumerate(accuracies)]
+    for row, tuned in zip(rows, finetuned or []):
+        row["finetuned_accuracy"] = tuned
+    return rows
+
+
+def test_per_client_accuracy_is_tabled_and_plotted_for_both_methods(tmp_path):
+    config = quickstart_run(tmp_path)
+    gptfl = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 1.0]
+    write_federation(config.layout.federation("pretrain"), [0.3, 0.5], client_accuracy=per_client(gptfl, [1.0] * 10))
+    write_federation(config.layout.federation("scratch"), [0.1, 0.2], client_accuracy=per_client([0.5] * 9 + [0.0]))
+    written = make_report(config)
+    plot = config.layout.report / "client_accuracy.png"
+    assert str(plot) in written["plots"] and plot.read_bytes()[:4] == b"\x89PNG"
+    report = config.layout.report_file.read_text()
+    assert "![client_accuracy](client_accuracy.png)" in report
+    # numpy's 10th percentile of 0.1 .. 1.0 interpolates: 0.1 + 0.9 * 0.1 = 0.19.
+    assert "| GPT-FL (round 1) | 10 | 0.5500 | 0.1900 | 0.1000 | 1.0000 | 1.0000 |" in report
+    assert "| FL from scratch (round 1) | 10 | 0.4500 | 0.4500 | 0.0000 | | |" in report
+
+
+def test_report_without_per_client_scores_has_no_such_plot(tmp_path):
+    config = quickstart_run(tmp_path)
+    write_federation(config.layout.federation("pretrain"), [0.3, 0.5])
+    written = make_report(config)
+    assert not (config.layout.report / "client_accuracy.png").exists()
+    assert not any("client_accuracy" in plot for plot in written["plots"])
+    assert "client accuracy" not in config.layout.report_file.read_text()

@@ -32,7 +32,7 @@ from gptfl_hpc.synth import stage as synth_stage
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 #: Changes of keys that only the federations read.
 FEDERATE_ONLY_CHANGES = ("federate.rounds=3", "federate.clients_per_round=2", "data.partition.alpha=0.1",
-                         "data.partition.seed=4")
+                         "data.partition.seed=4", "federate.client_eval.every=2")
 #: Changes of keys that pretraining reads (first, or after prompts and synthesis).
 PRETRAIN_CHANGES = ("model.width=8", "pretrain.lr=0.01", "pretrain.epochs=1", "data.image_size=16", "seed=1",
                     "synth.count=40")

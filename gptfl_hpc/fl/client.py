@@ -118,11 +118,13 @@ class LocalTrainer:
         samples: Samples,
         seed: int,
         correction: Optional[torch.Tensor] = None,
+        max_steps: Optional[int] = None,
     ) -> LocalResult:
         """Train from ``global_state``; the client's model is left in ``flat.state``.
 
         ``correction`` (SCAFFOLD's ``c - c_i``) is added to every gradient; with ``prox_mu > 0``
-        the gradient of ``mu/2 ||w - w_global||^2`` is too (FedProx).
+        the gradient of ``mu/2 ||w - w_global||^2`` is too (FedProx). ``max_steps`` replaces
+        ``local_epochs``: exactly that many steps, epochs repeating as needed.
         """
         flat, cfg = self.flat, self.config
         flat.load(global_state)
@@ -137,12 +139,15 @@ class LocalTrainer:
         n, batch = len(samples), cfg.batch_size
         loss_sum = torch.zeros((), dtype=torch.float32, device=flat.device)
         steps = 0
-        for _ in range(cfg.local_epochs):
+        epochs = cfg.local_epochs if max_steps is None else -(-max_steps // -(-n // batch))
+        for _ in range(epochs):
             perm = torch.randperm(n, generator=order_rng).to(flat.device)
             x = self._shuffled(samples.x, perm)
             y = samples.y.index_select(0, perm)
             lengths = None if samples.lengths is None else samples.lengths.index_select(0, perm)
             for start in range(0, n, batch):
+                if steps == max_steps:
+                    break
                 xb, yb = x[start : start + batch], y[start : start + batch]
                 lb = None
                 if lengths is not None:

@@ -40,6 +40,8 @@ def load_samples(dataset: LabeledDataset, indices: Sequence[int], device: torch.
         x = to_float_images(torch.from_numpy(images).permute(0, 3, 1, 2).to(device))
         return Samples(x.contiguous(), y)
     features = [_features(dataset, i, transform) for i in indices]
+    if not features:  # e.g. a rank's share of a test set smaller than one batch per rank
+        return Samples(torch.zeros(0, device=device), y, torch.zeros(0, dtype=torch.int64, device=device))
     lengths = torch.tensor([f.shape[0] for f in features], dtype=torch.int64)
     padded = torch.zeros((len(features), int(lengths.max()) if len(features) else 0) + tuple(features[0].shape[1:]))
     for row, item in enumerate(features):

@@ -46,6 +46,17 @@ class SecureConfig(Section):
     frac_bits: int = Field(32, ge=8, le=48, description="fixed-point fraction bits; error <= clients * 2^-(bits+1)")
 
 
+class ClientEvalConfig(Section):
+    """Per-client evaluation: a seeded share of each client's data is held out of training and the
+    global model is scored on every client's share."""
+
+    fraction: float = Field(0.2, gt=0, lt=1, description="share of each client's samples held out (rounded to nearest)")
+    every: int = Field(10, ge=1, description="score the clients every k rounds (and round 0 and the last)")
+    finetune_steps: int = Field(
+        0, ge=0, description="also score each client after this many local SGD steps from the global model; 0 = off"
+    )
+
+
 class FederateConfig(Section):
     """Federated training of the downstream model on the clients' private data."""
 
@@ -70,6 +81,9 @@ class FederateConfig(Section):
     baseline: bool = Field(True, description="gptfl run: also federate from scratch into RUN/federate-scratch")
     target_accuracy: Optional[float] = Field(
         None, gt=0, le=1, description="report the parameters communicated until test accuracy first reaches it"
+    )
+    client_eval: Optional[ClientEvalConfig] = added(
+        None, description="hold out a share of each client's data and score the global model per client; null = off"
     )
     client: ClientConfig = Field(default_factory=ClientConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)

@@ -70,4 +70,10 @@ def tracked_values(record: dict, wall_s: Optional[float]) -> dict[str, Optional[
         "gradient_diversity": record.get("gradient_diversity"),
         "params_communicated": record.get("params_cumulative"),
         "round_wall_s": wall_s,
+        **{key: record.get(key) for key in CLIENT_STATISTICS},
     }
+
+
+#: What ``federate.client_eval`` adds to a round's record on the rounds it runs.
+CLIENT_STATISTICS = tuple(f"{score}_{statistic}" for score in ("client_accuracy", "finetuned_accuracy")
+                          for statistic in ("mean", "p10", "worst"))

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 # Distinct streams for distinct purposes, so e.g. the cohort draw never aliases a client's stream.
-_COHORT, _CLIENT, _INIT, _SECURE = 1, 2, 3, 4
+_COHORT, _CLIENT, _INIT, _SECURE, _HOLDOUT, _FINETUNE = 1, 2, 3, 4, 5, 6
 
 
 def sample_clients(seed: int, round_index: int, num_clients: int, per_round: int) -> np.ndarray:
@@ -24,6 +24,17 @@ def sample_clients(seed: int, round_index: int, num_clients: int, per_round: int
 def client_seed(seed: int, round_index: int, client: int) -> int:
     """The seed of ``client``'s stream in ``round_index`` (data order, dropout): 63 bits."""
     state = np.random.SeedSequence([_CLIENT, seed, round_index, client]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def holdout_rng(seed: int, client: int) -> np.random.Generator:
+    """The generator that picks ``client``'s held-out samples: no round in it, so every resume agrees."""
+    return np.random.default_rng([_HOLDOUT, seed, client])
+
+
+def finetune_seed(seed: int, round_index: int, client: int) -> int:
+    """The seed of ``client``'s personalisation steps after ``round_index`` (apart from its training stream)."""
+    state = np.random.SeedSequence([_FINETUNE, seed, round_index, client]).generate_state(2, dtype=np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
 
 

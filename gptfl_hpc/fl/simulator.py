@@ -43,6 +43,7 @@ from gptfl_hpc.data.labels import match_labels
 from gptfl_hpc.fl.aggregate import RoundAggregator
 from gptfl_hpc.fl.algorithms import make_algorithm
 from gptfl_hpc.fl.client import FlatModel, LocalResult, LocalTrainer
+from gptfl_hpc.fl.client_eval import ClientEvaluator, ClientScores, split_holdouts
 from gptfl_hpc.fl.cohort import CohortTrainer
 from gptfl_hpc.fl.config import FederateConfig
 from gptfl_hpc.fl.clientdata import ClientStore, Samples, load_samples
@@ -63,6 +64,8 @@ KEEP_CHECKPOINTS = 2
 _CHECKPOINT_NAME = re.compile(r"^round-(\d{6,})\.pt$")
 #: Checkpoint key of the client algorithm's state; "control" keeps checkpoints with control variates loadable.
 ALGORITHM_STATE = "control"
+#: Checkpoint key of the newest per-client evaluation (``federate.client_eval``).
+CLIENT_SCORES = "client_scores"
 
 
 @dataclass(frozen=True)
@@ -97,9 +100,10 @@ class FederationData:
     """The clients' resident samples and this rank's share of the test set."""
 
     clients: ClientStore
-    sizes: np.ndarray  # samples per client
+    sizes: np.ndarray  # samples per client (its training share)
     test: Samples
     labels: list[str]
+    holdouts: Optional[ClientStore] = None  # with federate.client_eval: each client's held-out share
 
 
 def load_federation_data(config: Config, rank: int, world_size: int, device: torch.device) -> FederationData:
@@ -109,11 +113,17 @@ def load_federation_data(config: Config, rank: int, world_size: int, device: tor
     partition = make_partition(config.data, train)
     test = match_labels(open_run_dataset(config, "test"), labels)
     shard = test_shard(len(test), config.federate.eval_batch_size, rank, world_size)
+    client_eval = config.federate.client_eval
+    training, holdouts = partition.clients, None
+    if client_eval is not None:
+        training, held_out = split_holdouts(partition.clients, client_eval.fraction, config.seed)
+        holdouts = ClientStore(train, held_out, device, transform)
     return FederationData(
-        ClientStore(train, partition.clients, device, transform),
-        partition.sizes(),
+        ClientStore(train, training, device, transform),
+        np.array([len(c) for c in training], dtype=np.int64),
         load_samples(test, shard, device, transform),
         labels,
+        holdouts,
     )
 
 
@@ -171,6 +181,14 @@ class Simulation:
         self.num_clients = len(data.sizes)
         self.clients = data.clients
         self.test = data.test
+        self.client_evaluator = None
+        if fed.client_eval is not None:
+            if data.holdouts is None:
+                raise ValueError("federate.client_eval is set but the federation data has no holdouts (split_holdouts)")
+            self.client_evaluator = ClientEvaluator(
+                fed.client_eval, fed.client, data.holdouts, data.clients, rank, world_size, fed.eval_batch_size, seed
+            )
+        self.client_scores: Optional[ClientScores] = None  # the newest per-client evaluation
 
         self.flat = FlatModel(model, self.device)
         self.global_state = self.flat.state.clone()
@@ -314,10 +332,11 @@ class Simulation:
         }
         if round_number % self.fed.eval_every == 0 or round_number == self.fed.rounds:
             record.update(self._evaluate())
+        record.update(self._evaluate_clients(round_number))
         return record
 
     def _initial_record(self) -> dict[str, Any]:
-        return {"round": 0, "params_cumulative": 0, **self._evaluate()}
+        return {"round": 0, "params_cumulative": 0, **self._evaluate(), **self._evaluate_clients(0)}
 
     def _evaluate(self) -> dict[str, float]:
         self.flat.load(self.global_state)
@@ -325,6 +344,14 @@ class Simulation:
         confusion = confusion_matrix(self.flat, self.test, num_classes, self.fed.eval_batch_size)
         confusion = all_ranks_sum(confusion).cpu().numpy()
         return {"test_accuracy": accuracy(confusion), "test_macro_f1": macro_f1(confusion)}
+
+    def _evaluate_clients(self, round_number: int) -> dict[str, float]:
+        """Per-client accuracy statistics on the rounds ``client_eval`` is due; nothing on the others."""
+        evaluator = self.client_evaluator
+        if evaluator is None or not evaluator.is_due(round_number, self.fed.rounds):
+            return {}
+        self.client_scores = evaluator.evaluate(self.flat, self.global_state, round_number)
+        return self.client_scores.record()
 
     # ------------------------------------------------------------------ files
 
@@ -340,6 +367,8 @@ class Simulation:
         algorithm_state = self.algorithm.state_dict()
         if algorithm_state:  # stateless algorithms add no key, so their checkpoints keep their old form
             state[ALGORITHM_STATE] = {k: v.cpu() for k, v in algorithm_state.items()}
+        if self.client_scores is not None:  # summary.json's per-client list, if the run ends right after a resume
+            state[CLIENT_SCORES] = self.client_scores.state_dict()
         return state
 
     def _checkpoint(self) -> None:
@@ -385,6 +414,8 @@ class Simulation:
         self.global_state.copy_(state["global_state"])
         self.server.load_state_dict({k: v.to(self.device) for k, v in state["server"].items()})
         self.algorithm.load_state_dict(state.get(ALGORITHM_STATE, {}))
+        if CLIENT_SCORES in state:
+            self.client_scores = ClientScores.from_state(state[CLIENT_SCORES])
         self.records = list(state["records"])
         self.timings = list(state["timings"])
         log.info("resuming %s from %s (round %d of %d)", self.out_dir.name, path.name, self.round, self.fed.rounds)
@@ -418,6 +449,9 @@ class Simulation:
             summary["target_accuracy"] = target
             summary["target_round"] = reached["round"] if reached else None
             summary["params_to_target"] = reached["params_cumulative"] if reached else None
+        if self.client_scores is not None:
+            summary["client_eval_round"] = self.client_scores.round
+            summary["client_accuracy"] = self.client_scores.per_client()
         return summary
 
 

@@ -57,8 +57,10 @@ def preflight(
     init = init or fed.init
     labels = config.labels.load()
     train = _open_matched(config, labels)  # a bad root or labels the data lacks: one line, here
-    # The partition itself, not only its size: too few samples or no client ids fail here, in one line.
-    num_clients = _count_clients(config, train)
+    if fed.client_eval is not None:
+        num_clients = _check_client_holdouts(config, train)
+    else:  # the partition itself, not only its size: too few samples or no client ids fail here, in one line
+        num_clients = _count_clients(config, train)
     if fed.clients_per_round > num_clients:
         raise UserError(
             f"federate.clients_per_round {fed.clients_per_round} exceeds the {num_clients} clients "
@@ -131,3 +133,13 @@ def _count_clients(config: Config, train: Any) -> int:
     from gptfl_hpc.data.factory import make_partition
 
     return make_partition(config.data, train).num_clients
+
+
+def _check_client_holdouts(config: Config, train: Any) -> int:
+    """Every client keeps a holdout and training data under ``federate.client_eval``; the client count."""
+    from gptfl_hpc.data.factory import make_partition
+    from gptfl_hpc.fl.client_eval import check_holdouts
+
+    partition = make_partition(config.data, train)
+    check_holdouts(partition.sizes(), config.federate.client_eval.fraction)
+    return partition.num_clients
