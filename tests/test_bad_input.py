@@ -411,10 +411,13 @@ ROWS = {
                                           image_classes("train/cat", "train/dog", "test/cat")),
     "folder unreadable image": Row(FOLDER + "data.root={tmp}/d", "dog/09.png cannot be decoded",
                                    both(image_classes("cat", "dog"), file_bytes("d/dog/09.png", b"not a png"))),
-    "folder truncated image": Row("partition {q} data.dataset=folder data.root={tmp}/d 'labels.names=[cat, dog]' "
-                                  "data.partition.num_clients=2 data.partition.min_client_size=1",
-                                  "cannot be decoded", both(image_classes("cat", "dog", per_class=5),
-                                                            truncated_png("d/cat/01.png"))),
+    "folder truncated image": Row(FOLDER + "data.root={tmp}/d", "cat/01.png cannot be decoded",
+                                  both(image_classes("cat", "dog", per_class=5), truncated_png("d/cat/01.png"))),
+    "folder truncated image, partition": Row("partition {q} data.dataset=folder data.root={tmp}/d "
+                                             "'labels.names=[cat, dog]' data.partition.num_clients=2 "
+                                             "data.partition.min_client_size=1", "cat/01.png cannot be decoded",
+                                             both(image_classes("cat", "dog", per_class=5),
+                                                  truncated_png("d/cat/01.png"))),
     "folder metadata names a missing file": Row(FOLDER + "data.root={tmp}/d",
                                                 "metadata.csv names cat/09.png, which is not in {tmp}/d",
                                                 both(image_classes("cat", "dog"),
