@@ -107,8 +107,8 @@ def _split_folder(root: Path, split: str) -> Optional[Path]:
 
 
 def _held_out(listing: Listing, split: str, config: Any) -> Listing:
-    names = sorted(set(listing.label_names))
-    targets = np.array([names.index(n) for n in listing.label_names], dtype=np.int64)
+    index = {name: k for k, name in enumerate(sorted(set(listing.label_names)))}
+    targets = np.array([index[name] for name in listing.label_names], dtype=np.int64)
     test = stratified_test_mask(targets, config.test_fraction, config.split_seed)
     return listing.subset(test if split == "test" else ~test)
 
