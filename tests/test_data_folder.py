@@ -264,3 +264,26 @@ def test_speaker_is_the_natural_partition_over_speakers_with_its_first_bytes():
     assert speaker_partition(speakers, seed=0).to_json() == (
         '{"format":"gptfl-partition/1","kind":"speaker","seed":0,"num_samples":6,"params":{"num_speakers":4},'
         '"clients":{"0":[1,3],"1":[0,4],"2":[2],"3":[5]}}\n')
+
+
+def test_metadata_jsonl_with_writers_and_a_flac_file(tmp_path):
+    import json
+
+    from fixtures_folders import write_wav
+
+    rows = []
+    for k, (label, writer) in enumerate([("a", "w1"), ("a", "w2"), ("b", "w1"), ("b", "w3"), ("a", "w3"),
+                                         ("b", "w2")] * 2):
+        name = f"clip{k:02d}.flac" if k % 4 == 0 else f"clip{k:02d}.wav"
+        write_wav(tmp_path / name, 0.1 * (k % 5), 22_050, 1, seconds=0.25)
+        rows.append({"file_name": name, "label": label, "writer": writer, "note": "extra columns are kept out"})
+    (tmp_path / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    config = folder_config(tmp_path, columns={"client": "writer"}, test_fraction=0.5,
+                           audio={"seconds": 0.25}, partition={"kind": "natural", "num_clients": 2, "min_client_size": 1})
+    train, test = open_dataset(config, "train"), open_dataset(config, "test")
+    assert train.labels == ["a", "b"] and len(train) == 6 and len(test) == 6
+    assert all(train[i][0].shape == (4000,) for i in range(len(train)))
+    partition = make_partition(config, train)
+    assert partition.num_clients == 2
+    writers = [set(train.client_ids[c]) for c in partition.clients]
+    assert not writers[0] & writers[1] and writers[0] | writers[1] == set(train.client_ids)  # whole writers
