@@ -14,6 +14,7 @@ from gptfl_hpc.errors import UserError
 if TYPE_CHECKING:
     from gptfl_hpc.config import Config
 
+
 def open_dataset(
     config: DataConfig, split: str = "train", cache: Optional[Path] = None, decode: bool = True
 ) -> LabeledDataset:
