@@ -14,7 +14,8 @@ import soundfile
 from PIL import Image
 
 #: (mode, suffix) of the images a folder fixture writes, one per sample in turn.
-IMAGE_KINDS = (("RGB", ".png"), ("RGBA", ".png"), ("L", ".jpg"), ("RGB", ".jpeg"), ("P", ".bmp"), ("RGB", ".webp"))
+IMAGE_KINDS = (("RGB", ".png"), ("RGBA", ".png"), ("L", ".jpg"), ("RGB", ".jpeg"), ("P", ".bmp"), ("RGB", ".webp"),
+               ("I;16", ".png"))
 #: (sample rate, channels) of the audio a folder fixture writes, one per sample in turn.
 AUDIO_KINDS = ((16_000, 1), (8_000, 1), (44_100, 2), (16_000, 2))
 
@@ -31,11 +32,16 @@ def solid_image(rgb: tuple[int, int, int], mode: str, size: tuple[int, int] = (2
         return image.convert("RGBA")
     if mode == "P":
         return image.quantize(4)
+    if mode == "I;16":  # 16-bit greyscale: the grey level of L, times 257
+        grey = np.asarray(image.convert("L"), dtype=np.uint16) * 257
+        return Image.fromarray(grey)
     return image
 
 
 def expected_pixel(rgb: tuple[int, int, int], mode: str) -> np.ndarray:
     """What a solid image of ``rgb`` saved in ``mode`` decodes to (RGB)."""
+    if mode == "I;16":
+        return np.asarray(solid_image(rgb, "L").convert("RGB"), dtype=np.int64)[0, 0]
     return np.asarray(solid_image(rgb, mode).convert("RGB"), dtype=np.int64)[0, 0]
 
 

@@ -44,7 +44,7 @@ def test_the_builtins_and_the_new_readers_are_registered():
 
 
 def test_an_image_folder_of_every_mode_decodes_to_rgb_squares(tmp_path):
-    train = image_folder(tmp_path / "train", LABELS)
+    train = image_folder(tmp_path / "train", LABELS, per_label=4)
     test = image_folder(tmp_path / "test", LABELS, per_label=1)
     config = folder_config(tmp_path)
     ds = open_dataset(config, "train")

@@ -75,11 +75,12 @@ class ImageDecoding:
         from gptfl_hpc.data.images import resize_square
 
         with Image.open(item) as image:
-            if image.size == (self.size, self.size):
-                return np.asarray(image.convert("RGB"), dtype=np.uint8)
             # A JPEG decoder scales by 1/2..1/8 while decoding: far faster for photos much larger than size.
             image.draft("RGB", (self.size, self.size))
-            return resize_square(image.convert("RGB"), self.size)
+            rgb = _as_rgb(image)
+            if rgb.size == (self.size, self.size):
+                return np.asarray(rgb, dtype=np.uint8)
+            return resize_square(rgb, self.size)
 
     def check(self, item: Union[Path, BinaryIO]) -> None:
         from PIL import Image
@@ -91,6 +92,16 @@ class ImageDecoding:
 
     def as_sample(self, stored: np.ndarray) -> np.ndarray:
         return stored
+
+
+def _as_rgb(image: Any) -> Any:
+    """Any PIL mode as RGB; 16-bit greyscale (PNG, TIFF) scaled to 8 bits instead of clipped."""
+    from PIL import Image
+
+    if image.mode.startswith("I;16") or image.mode == "I":
+        levels = np.asarray(image, dtype=np.float64) / 65535.0 * 255.0
+        return Image.fromarray(np.clip(np.round(levels), 0, 255).astype(np.uint8), "L").convert("RGB")
+    return image.convert("RGB")
 
 
 @dataclass(frozen=True)
