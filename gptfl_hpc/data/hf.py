@@ -86,7 +86,10 @@ def open_hf(config: Any, split: str, options: OpenOptions) -> DecodedDataset:
 
 
 def _load(root: Path) -> Any:
-    import datasets
+    try:
+        import datasets
+    except ImportError:
+        raise UserError("data.dataset hf needs the datasets package; install it (pip install datasets)") from None
 
     try:
         return datasets.load_from_disk(str(root))
