@@ -160,6 +160,9 @@ def test_speech_is_scored_by_clap_as_clap_computes_it(tmp_path):
             audio = model.get_audio_features(input_features=inputs["input_features"], is_longer=inputs["is_longer"])
         text_features, audio = (F.normalize(getattr(t, "pooler_output", t), dim=-1)[0] for t in (text_features, audio))
         assert arrays["score"][row] == pytest.approx(float(text_features @ audio), abs=1e-5)
+    # The stats grid shows audio as spectrograms.
+    assert main(["synth", "stats", str(run)]) == 0
+    assert (run / "synth" / "stats" / "score_extremes.png").stat().st_size > 1000
 
 
 # --------------------------------------------------------------------------- pretraining keeps the best
