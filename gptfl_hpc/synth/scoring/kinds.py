@@ -37,11 +37,13 @@ TINY = "tiny"
 def family_for(config: ScoreConfig, modality: str) -> ScoreFamily:
     """The family ``config.kind`` names (or, for ``tiny``, the one for ``modality``); one line when
     it cannot score ``modality``."""
+    fitting = next((family for family in FAMILIES.values() if modality in family.modalities), None)
+    if fitting is None:
+        raise UserError(f"synth.score: no score kind scores {modality} samples; set synth.score to null")
     if config.kind == TINY:
-        return next(family for family in FAMILIES.values() if modality in family.modalities)
+        return fitting
     family = FAMILIES[config.kind]
-    if modality not in family.modalities:
-        fitting = next(f for f in FAMILIES.values() if modality in f.modalities)
+    if family is not fitting:
         raise UserError(
             f"synth.score.kind {config.kind} scores {'/'.join(family.modalities)} samples, but the generator makes "
             f"{modality}; use kind {fitting.name} with a local {fitting.saved_class} directory (or kind tiny)"
@@ -50,7 +52,8 @@ def family_for(config: ScoreConfig, modality: str) -> ScoreFamily:
 
 
 def score_model_dir(config: ScoreConfig, family: ScoreFamily, run_dir: Path) -> Path:
-    """Where the score model is; ``tiny`` names ``RUN/weights/tiny-score-<family>`` (built by ``ensure_score_model``)."""
+    """Where the score model is; ``tiny`` names ``RUN/weights/tiny-score-<family>`` (built by
+    ``ensure_score_model``)."""
     if config.kind == TINY:
         return RunLayout(Path(run_dir).resolve()).weights / f"tiny-score-{family.name}"
     return Path(str(config.model)).expanduser().resolve()

@@ -25,7 +25,8 @@ class ScoreStats:
 
 
 def write_score_stats(run_dir: Path, threshold: Optional[float] = None) -> ScoreStats:
-    """The score statistics of a run's shards; ``threshold`` defaults to the run's ``synth.score.duplicate_threshold``."""
+    """The score statistics of a run's shards; ``threshold`` defaults to the run's
+    ``synth.score.duplicate_threshold``."""
     config = load_run(Path(run_dir))
     if threshold is None:
         threshold = config.synth.score.duplicate_threshold if config.synth.score is not None else DEFAULT_THRESHOLD
