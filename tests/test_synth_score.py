@@ -287,3 +287,22 @@ def test_synth_stats_on_shards_without_scores_is_one_line(tmp_path, capsys):
     write_digit_shards(tmp_path / "run" / "synth", shards=1, limit=10)
     assert main(["synth", "stats", str(tmp_path / "run")]) == 2
     assert "holds no scores; make the shards with synth.score set" in capsys.readouterr().err
+
+
+def test_the_duplicate_threshold_is_no_part_of_the_shards_identity(tmp_path):
+    from gptfl_hpc.stage_reads import SUMMARY_KEYS
+
+    config = load_config(scored_config(tmp_path, "run"))
+    other = load_config(tmp_path / "run.yaml", ["synth.score.duplicate_threshold=0.8"])
+    assert SUMMARY_KEYS["synth"] == ("synth.score.duplicate_threshold",)
+    assert synth_identity(other) == synth_identity(config) and other.hash != config.hash
+    unscored = load_config(tmp_path / "run.yaml", ["synth.score=null"])
+    assert synth_identity(unscored) != synth_identity(config)
+
+
+def test_the_dry_run_plan_names_the_kept_samples(tmp_path):
+    from gptfl_hpc.pretrain.description import explain
+
+    config = pretrain_config(tmp_path, digits_with_scores(tmp_path, np.linspace(0, 1, 40)), keep_fraction=0.25)
+    lines = explain(config, plan_training(config))
+    assert any(line.startswith("pretrain.keep_fraction 0.25 keeps 13 of 40 samples (digit zero ") for line in lines)
