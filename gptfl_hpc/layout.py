@@ -49,6 +49,11 @@ class RunLayout:
         return self.synth / "manifest.json"
 
     @property
+    def synth_stats(self) -> Path:
+        """``gptfl synth stats``: the score table and the grid of each class's lowest and highest."""
+        return self.synth / "stats"
+
+    @property
     def pretrain(self) -> Path:
         return self.root / "pretrain"
 

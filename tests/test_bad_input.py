@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
 import pytest
 
 from gptfl_hpc.cli import main
@@ -61,6 +62,13 @@ def digit_shards(folder: Path) -> None:
     from fixtures_shards import write_digit_shards
 
     write_digit_shards(folder / RUN / "synth", shards=1, limit=64)
+
+
+def scored_digit_shards(folder: Path) -> None:
+    """The digit shards with a score per sample: sample i scores i / 1000, so digit zero's best is below 0.07."""
+    from fixtures_shards import add_scores, write_digit_shards
+
+    add_scores(write_digit_shards(folder / RUN / "synth", shards=1, limit=64), np.arange(64) / 1000)
 
 
 def audio_shards(folder: Path) -> None:
@@ -337,6 +345,29 @@ ROWS = {
     "weights component lacks config": Row("run {q} synth.model.weights={tmp}/w",
                                           "{tmp}/w/scheduler holds no config file",
                                           both(pipeline("unet", "vae"), file_at("w/scheduler/weights.bin"))),
+    "score model of images for speech": Row("synth {q} synth.model.kind=speecht5 synth.count=10 "
+                                            "synth.score.kind=clip synth.score.model={tmp}/w",
+                                            "synth.score.kind clip scores image samples, but the generator makes "
+                                            "speech; use kind clap", model_dir("CLIPModel")),
+    "score model of audio for images": Row("synth {q} synth.score.kind=clip synth.score.model={tmp}/w",
+                                           "holds a ClapModel, which scores speech/audio samples, but "
+                                           "synth.score.kind clip needs a CLIPModel", model_dir("ClapModel")),
+    "score kind of audio for images": Row("run {q} synth.score.kind=clap synth.score.model={tmp}/w",
+                                          "synth.score.kind clap scores speech/audio samples, but the generator makes "
+                                          "image; use kind clip", model_dir("ClapModel")),
+    "score model missing": Row("synth {q} synth.score.model={tmp}/nope",
+                               "synth.score.model: {tmp}/nope is not a directory"),
+    "score model unset": Row("validate {q} synth.score.kind=clip", "synth.score.model is not set"),
+    "keep_fraction zero": Row("pretrain {q} pretrain.keep_fraction=0", "key 'pretrain.keep_fraction'"),
+    "keep_fraction above one": Row("pretrain {q} pretrain.keep_fraction=1.5", "key 'pretrain.keep_fraction'"),
+    "min_score and keep_fraction": Row("pretrain {q} pretrain.keep_fraction=0.5 pretrain.min_score=0.1",
+                                       "are both set; keep samples by one rule"),
+    "keep_fraction without scores": Row("pretrain {q} pretrain.keep_fraction=0.5",
+                                        "pretrain.keep_fraction needs a score per sample, but shard", digit_shards),
+    "min_score without synth.score": Row("run {q} pretrain.min_score=0.2",
+                                         "synth.score is not set, so the run's shards will hold none"),
+    "min_score empties a class": Row("pretrain {q} pretrain.min_score=0.06",
+                                     "leaves class 'digit three' empty: its best score is 0.0570", scored_digit_shards),
     "speech weights without vocoder": Row("synth {q} synth.model.kind=speecht5 synth.count=10 "
                                           "synth.model.weights={tmp}/w",
                                           "synth.model.vocoder is not set", model_dir("SpeechT5ForTextToSpeech")),
