@@ -26,7 +26,7 @@ import pytest
 from gptfl_hpc.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO / "configs" / "quickstart.yaml"
+QUICKSTART = REPO / "tests" / "configs" / "tiny-quickstart.yaml"
 PAPER = REPO / "configs" / "paper" / "cifar10-convnet-dir0.1.yaml"  # data root and weights still /path/to/...
 RUN = Path("runs/quickstart")  # the quickstart's run_dir, relative to the working folder
 CORES = len(os.sched_getaffinity(0))
