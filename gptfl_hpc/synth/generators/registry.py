@@ -10,15 +10,25 @@ from pathlib import Path
 from typing import Optional
 
 from gptfl_hpc.synth.generators.base import Generator
+from gptfl_hpc.synth.generators.flux import FluxGenerator
 from gptfl_hpc.synth.generators.image import StableDiffusionGenerator
+from gptfl_hpc.synth.generators.pixart import PixArtGenerator
+from gptfl_hpc.synth.generators.sd3 import StableDiffusion3Generator
+from gptfl_hpc.synth.generators.sdxl import StableDiffusionXLGenerator
 from gptfl_hpc.synth.generators.sound import AudioLDMGenerator
 from gptfl_hpc.synth.generators.speech import SpeechT5Generator
+from gptfl_hpc.synth.generators.vits import VitsGenerator
 
 GENERATORS: dict[str, type[Generator]] = {
     cls.kind: cls
     for cls in (
         StableDiffusionGenerator,
+        StableDiffusionXLGenerator,
+        StableDiffusion3Generator,
+        PixArtGenerator,
+        FluxGenerator,
         SpeechT5Generator,
+        VitsGenerator,
         AudioLDMGenerator,
     )
 }
