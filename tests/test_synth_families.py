@@ -27,7 +27,9 @@ from gptfl_hpc.synth.stage import run_task
 from gptfl_hpc.synth.tiny import ensure_tiny
 
 IMAGE_KINDS = ("sdxl", "sd3", "pixart", "flux")
-KINDS = IMAGE_KINDS + ("vits",)
+SOUND_KINDS = ("audioldm2", "stable_audio")
+KINDS = IMAGE_KINDS + ("vits",) + SOUND_KINDS
+GUIDED_KINDS = ("sdxl", "sd3", "pixart", "flux") + SOUND_KINDS
 THREADS = 1  # fixed, as bit-identical CPU output requires
 
 A = SampleSpec(index=0, label=0, prompt="a photo of a cat", seed=11, guidance=1.5)
@@ -76,7 +78,7 @@ def test_a_batch_gives_each_sample_as_generated_alone(kind, generators):
     assert np.array_equal(generator.generate([A]), generator.generate([A]))
 
 
-@pytest.mark.parametrize("kind", IMAGE_KINDS)
+@pytest.mark.parametrize("kind", GUIDED_KINDS)
 def test_guidance_is_taken_per_sample(kind, generators):
     generator = generators[kind]
     weak, strong = A, SampleSpec(**{**A.__dict__, "guidance": 6.0})
@@ -180,6 +182,7 @@ synth:
 {size}"""
 IMAGE_DATA = "data:\n  image_size: 16\n"
 SPEECH_DATA = "data:\n  dataset: speech_commands\nmodel:\n  name: audio_crnn\n"
+SOUND_DATA = "data:\n  dataset: esc50\nmodel:\n  name: audio_crnn\n"
 
 
 def synthesize(tmp: Path, name: str, kind: str, weights_dir: Path, tasks: int, batch_size: int) -> Path:
@@ -187,7 +190,7 @@ def synthesize(tmp: Path, name: str, kind: str, weights_dir: Path, tasks: int, b
     path = tmp / f"{name}.yaml"
     path.write_text(STAGE_CONFIG.format(
         run_dir=tmp / name, tasks=tasks, batch_size=batch_size, weights=weights_dir,
-        data=IMAGE_DATA if image else SPEECH_DATA,
+        data=IMAGE_DATA if image else SOUND_DATA if kind in SOUND_KINDS else SPEECH_DATA,
         guidance="[1.0, 5.0]" if kind != "flux" else "[2.0, 4.0]",
         size="    resolution: 16\n" if image else "    seconds: 0.25\n",
     ))

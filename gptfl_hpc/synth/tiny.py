@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from gptfl_hpc.durable import atomic_directory
-from gptfl_hpc.synth import tiny_image
+from gptfl_hpc.synth import tiny_audio, tiny_image
 
 logger = logging.getLogger(__name__)
 
@@ -335,4 +335,6 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "speecht5": build_speecht5,
     "vits": build_vits,
     "audioldm": build_audioldm,
+    "audioldm2": tiny_audio.build_audioldm2,
+    "stable_audio": tiny_audio.build_stable_audio,
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from gptfl_hpc.synth.generators.audioldm2 import AudioLDM2Generator
 from gptfl_hpc.synth.generators.base import Generator
 from gptfl_hpc.synth.generators.flux import FluxGenerator
 from gptfl_hpc.synth.generators.image import StableDiffusionGenerator
@@ -17,6 +18,7 @@ from gptfl_hpc.synth.generators.sd3 import StableDiffusion3Generator
 from gptfl_hpc.synth.generators.sdxl import StableDiffusionXLGenerator
 from gptfl_hpc.synth.generators.sound import AudioLDMGenerator
 from gptfl_hpc.synth.generators.speech import SpeechT5Generator
+from gptfl_hpc.synth.generators.stable_audio import StableAudioGenerator
 from gptfl_hpc.synth.generators.vits import VitsGenerator
 
 GENERATORS: dict[str, type[Generator]] = {
@@ -30,6 +32,8 @@ GENERATORS: dict[str, type[Generator]] = {
         SpeechT5Generator,
         VitsGenerator,
         AudioLDMGenerator,
+        AudioLDM2Generator,
+        StableAudioGenerator,
     )
 }
 
