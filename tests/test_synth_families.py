@@ -227,3 +227,36 @@ def test_shards_are_the_same_however_the_work_is_split(kind, weights, tmp_path):
     first, second = ShardDataset(one, labels), ShardDataset(other, labels)
     for i in range(len(first)):
         assert np.abs(first[i][0].astype(np.int64) - second[i][0].astype(np.int64)).max() <= 1
+
+
+def test_sigkill_mid_shard_then_rerun_gives_the_same_bytes(weights, tmp_path):
+    """A transformer family (FLUX, with its per-sample guidance hook) killed after its first
+    committed block of shard 1 resumes that shard and ends with the uninterrupted run's bytes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    reference = synthesize(tmp_path, "reference", "flux", weights["flux"], tasks=1, batch_size=1)
+    synthesize_config = tmp_path / "reference.yaml"
+    killed = tmp_path / "killed.yaml"
+    killed.write_text(synthesize_config.read_text().replace(str(tmp_path / "reference"), str(tmp_path / "killed")))
+    run_prompts(load_config(killed))
+    repo = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-m", "gptfl_hpc", "synth", str(killed)], cwd=repo,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    partial = tmp_path / "killed" / "synth" / ".partial" / "shard-00001"
+    deadline = time.monotonic() + 240
+    while not list(partial.glob("*.npz")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    assert not (tmp_path / "killed" / "synth" / "shard-00001.h5").exists()
+    rerun = subprocess.run([sys.executable, "-m", "gptfl_hpc", "synth", str(killed)], cwd=repo,
+                           capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "resumes after" in rerun.stderr
+    hashes = {path.name: sha256_file(path) for path in sorted(reference.glob("shard-*.h5"))}
+    assert hashes == {path.name: sha256_file(path) for path in sorted((tmp_path / "killed" / "synth").glob("shard-*.h5"))}
