@@ -239,9 +239,9 @@ def test_sigkill_mid_shard_then_rerun_gives_the_same_bytes(weights, tmp_path):
     import time
 
     reference = synthesize(tmp_path, "reference", "flux", weights["flux"], tasks=1, batch_size=1)
-    synthesize_config = tmp_path / "reference.yaml"
     killed = tmp_path / "killed.yaml"
-    killed.write_text(synthesize_config.read_text().replace(str(tmp_path / "reference"), str(tmp_path / "killed")))
+    killed.write_text((tmp_path / "reference.yaml").read_text().replace(str(tmp_path / "reference"),
+                                                                        str(tmp_path / "killed")))
     run_prompts(load_config(killed))
     repo = Path(__file__).resolve().parent.parent
     proc = subprocess.Popen([sys.executable, "-m", "gptfl_hpc", "synth", str(killed)], cwd=repo,
@@ -258,5 +258,7 @@ def test_sigkill_mid_shard_then_rerun_gives_the_same_bytes(weights, tmp_path):
                            capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "resumes after" in rerun.stderr
-    hashes = {path.name: sha256_file(path) for path in sorted(reference.glob("shard-*.h5"))}
-    assert hashes == {path.name: sha256_file(path) for path in sorted((tmp_path / "killed" / "synth").glob("shard-*.h5"))}
+    def hashes(folder: Path) -> dict[str, str]:
+        return {path.name: sha256_file(path) for path in sorted(folder.glob("shard-*.h5"))}
+
+    assert hashes(reference) == hashes(tmp_path / "killed" / "synth")

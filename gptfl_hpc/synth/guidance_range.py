@@ -9,6 +9,7 @@ from typing import Optional
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.synth.config import SynthConfig
 from gptfl_hpc.synth.generators.base import CLASSIFIER_FREE, DISTILLED, EMBEDDED
+from gptfl_hpc.synth.generators.config import NAMED_WEIGHTS
 
 
 def planned_guidance(synth: SynthConfig) -> tuple[float, float]:
@@ -39,6 +40,4 @@ def planned_guidance(synth: SynthConfig) -> tuple[float, float]:
 
 def _weights_folder(weights: str) -> Optional[Path]:
     """The weights folder to read configs from; None for named weights ('tiny', 'demo')."""
-    from gptfl_hpc.synth.generators.config import NAMED_WEIGHTS
-
     return None if weights in NAMED_WEIGHTS else Path(weights)

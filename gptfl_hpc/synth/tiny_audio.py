@@ -125,7 +125,8 @@ def build_audioldm2(directory: Path) -> None:
     text_encoder_2 = t5_encoder(tokenizer_2)
     language_model = GPT2LMHeadModel(
         GPT2Config(
-            n_embd=gpt_dim, n_head=2, n_layer=1, vocab_size=8, n_positions=TEXT_LENGTH + 16, bos_token_id=7, eos_token_id=7
+            n_embd=gpt_dim, n_head=2, n_layer=1, vocab_size=8, n_positions=TEXT_LENGTH + 16,
+            bos_token_id=7, eos_token_id=7,
         )
     )
     language_model.config.max_new_tokens = 8  # the conditioning vectors GPT-2 generates

@@ -10,9 +10,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Optional, Sequence
+from typing import TYPE_CHECKING, ClassVar, Optional, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from gptfl_hpc.synth.generators.config import GeneratorConfig
 
 #: How a family takes guidance: a classifier-free scale per sample; a guidance value embedded in
 #: a guidance-distilled model (FLUX dev); none, being distilled without it (FLUX schnell), so a
@@ -73,7 +76,7 @@ class Generator(ABC):
         return 0.0
 
     @classmethod
-    def check_saved(cls, config, weights_dir: Path) -> None:
+    def check_saved(cls, config: GeneratorConfig, weights_dir: Path) -> None:
         """Refuse saved weights this family cannot load as configured (reads index files only)."""
 
     @classmethod

@@ -8,6 +8,7 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from gptfl_hpc.schema import Section, added
+from gptfl_hpc.synth.generators.base import Generator
 from gptfl_hpc.synth.generators.registry import AUTO, DEFAULT_KIND, GENERATORS, SUPPORTED_CLASSES, kind_of_weights
 
 GeneratorKind = Literal[(AUTO, *GENERATORS)]  # type: ignore[valid-type]
@@ -65,7 +66,7 @@ class GeneratorConfig(Section):
         return self
 
     @property
-    def generator(self):
+    def generator(self) -> "type[Generator]":
         """The generator class of ``kind``; 'auto' left unresolved raises the weights' problem."""
         if self.kind == AUTO:
             from gptfl_hpc.synth.generators.weights import require_supported

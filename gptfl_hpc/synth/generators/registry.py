@@ -9,11 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from gptfl_hpc.errors import UserError
 from gptfl_hpc.synth.generators.audioldm2 import AudioLDM2Generator
 from gptfl_hpc.synth.generators.base import Generator
 from gptfl_hpc.synth.generators.flux import FluxGenerator
 from gptfl_hpc.synth.generators.image import StableDiffusionGenerator
 from gptfl_hpc.synth.generators.pixart import PixArtGenerator
+from gptfl_hpc.synth.generators.saved import saved_class
 from gptfl_hpc.synth.generators.sd3 import StableDiffusion3Generator
 from gptfl_hpc.synth.generators.sdxl import StableDiffusionXLGenerator
 from gptfl_hpc.synth.generators.sound import AudioLDMGenerator
@@ -58,9 +60,6 @@ def kind_of_saved_class(name: Optional[str]) -> Optional[str]:
 def kind_of_weights(directory: Path) -> Optional[str]:
     """The kind of a weights folder, from its ``model_index.json`` or ``config.json``; None when
     the folder is missing, unreadable or of an unsupported class (the weights checks say which)."""
-    from gptfl_hpc.errors import UserError
-    from gptfl_hpc.synth.generators.saved import saved_class
-
     try:
         return kind_of_saved_class(saved_class(Path(directory))) if Path(directory).is_dir() else None
     except UserError:

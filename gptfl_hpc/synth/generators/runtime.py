@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from gptfl_hpc.errors import UserError
-from gptfl_hpc.synth.generators.base import SAMPLE_RATE, SampleSpec  # noqa: F401  (re-exported)
+from gptfl_hpc.synth.generators.base import SampleSpec
 from gptfl_hpc.synth.generators.config import GeneratorConfig
 from gptfl_hpc.synth.generators.guidance import GuidanceScales
 
