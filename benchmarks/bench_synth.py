@@ -33,7 +33,7 @@ from gptfl_hpc.synth.generators import load_generator
 from gptfl_hpc.synth.generators.base import DISTILLED, EMBEDDED
 from gptfl_hpc.synth.generators.registry import GENERATORS
 from gptfl_hpc.synth.stage import prepare, run_task
-from gptfl_hpc.synth.tiny import ensure_tiny
+from gptfl_hpc.synth.tiny import VOCODER_SUBDIR, ensure_tiny
 
 #: The private dataset and model a family's samples are for (speech and sound need audio ones).
 DATA = {"image": {"image_size": 32}, "speech": {"dataset": "speech_commands"}, "audio": {"dataset": "esc50"}}
@@ -48,6 +48,8 @@ def make_config(run_dir: Path, kind: str, weights: Path, args: argparse.Namespac
         model["resolution"] = args.resolution
     else:
         model["seconds"] = AUDIO_SECONDS
+    if generator.needs_vocoder and args.weights is None:
+        model["vocoder"] = str(weights / VOCODER_SUBDIR)  # the tiny SpeechT5 keeps its HiFi-GAN inside
     guidance = [1.0, 5.0]
     if generator.guidance_mode(None if args.weights is None else weights) in (DISTILLED, EMBEDDED):
         guidance = None  # the model's own value
