@@ -49,6 +49,11 @@ class FluxGenerator(DiffusionImageGenerator):
     def __init__(
         self, config: GeneratorConfig, image_size: int, weights_dir: Path, vocoder_dir: Optional[Path] = None
     ) -> None:
+        if config.negative_prompt:
+            raise UserError(
+                "synth.model.negative_prompt is set, but FLUX.1 is guidance-distilled and runs no unconditional "
+                "branch to steer away from; set synth.model.negative_prompt: null"
+            )
         super().__init__(config, image_size, weights_dir, vocoder_dir)
         self.embeds_guidance = bool(self.pipeline.transformer.config.guidance_embeds)
         self.sample_guidance = None
