@@ -262,3 +262,8 @@ def test_sigkill_mid_shard_then_rerun_gives_the_same_bytes(weights, tmp_path):
         return {path.name: sha256_file(path) for path in sorted(folder.glob("shard-*.h5"))}
 
     assert hashes(reference) == hashes(tmp_path / "killed" / "synth")
+
+
+def test_flux_refuses_a_negative_prompt(weights):
+    with pytest.raises(UserError, match="set synth.model.negative_prompt: null"):
+        load_generator(config("flux", weights["flux"], negative_prompt="blurry"), 12, weights["flux"])
