@@ -49,6 +49,11 @@ class RunLayout:
         return self.synth / "manifest.json"
 
     @property
+    def synth_stats(self) -> Path:
+        """``gptfl synth stats``: the score table and the grid of each class's lowest and highest."""
+        return self.synth / "stats"
+
+    @property
     def pretrain(self) -> Path:
         return self.root / "pretrain"
 
@@ -98,6 +103,11 @@ class RunLayout:
     @property
     def cache(self) -> Path:
         return self.root / ".cache"
+
+    @property
+    def data_cache(self) -> Path:
+        """Decoded samples of folder-like datasets, one folder per fingerprint of their files."""
+        return self.root / "data-cache"
 
 
 #: ``federate.init`` -> the folder (and stage name) of that federation.

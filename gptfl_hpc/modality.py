@@ -7,10 +7,10 @@ Speech and sound both become log-mel features, so both count as audio here.
 
 from __future__ import annotations
 
-from typing import get_args
+from typing import Optional, get_args
 
 from gptfl_hpc.config import Config
-from gptfl_hpc.data.config import DATASET_MODALITY
+from gptfl_hpc.data.registry import dataset_names, dataset_reader
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.models.config import ModelName
 from gptfl_hpc.synth.generators.registry import GENERATORS
@@ -36,7 +36,15 @@ def _choices(key: str, kind: str) -> list[str]:
         return [name for name, cls in GENERATORS.items() if input_kind(cls.modality) == kind]
     if key == "model.name":
         return [name for name in get_args(ModelName) if model_input_kind(name) == kind]
-    return [name for name, modality in DATASET_MODALITY.items() if input_kind(modality) == kind]
+    readers = [dataset_reader(name) for name in dataset_names()]
+    return [r.name for r in readers if callable(r.modality) or input_kind(r.modality) == kind]
+
+
+def dataset_input_kind(config: Config) -> Optional[str]:
+    """``image`` or ``audio`` for ``data.dataset``; None while a folder or hf dataset's files are not
+    there to tell (the dataset's own check then names the root)."""
+    modality = dataset_reader(config.data.dataset).modality_of(config.data)
+    return None if modality is None else input_kind(modality)
 
 
 def require_same_input(config: Config, first: str, second: str) -> None:
@@ -45,10 +53,10 @@ def require_same_input(config: Config, first: str, second: str) -> None:
     kinds = {
         "synth.model.kind": (config.synth.model.kind, input_kind(config.synth.model.modality)),
         "model.name": (config.model.name, model_input_kind(config.model.name)),
-        "data.dataset": (config.data.dataset, input_kind(DATASET_MODALITY[config.data.dataset])),
+        "data.dataset": (config.data.dataset, dataset_input_kind(config) if "data.dataset" in (first, second) else None),
     }
     (value, kind), (other, other_kind) = kinds[first], kinds[second]
-    if kind != other_kind:
+    if kind is not None and other_kind is not None and kind != other_kind:
         raise UserError(
             f"{first} {value} is for {_PLURAL[kind]} but {second} {other} is for {_PLURAL[other_kind]}; "
             f"set {first} to {_one_of(_choices(first, other_kind))}, "

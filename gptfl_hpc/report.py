@@ -130,6 +130,7 @@ def _write_report(config: Config, smooth: int) -> dict[str, Any]:
     pretrain = read_jsonl(layout.pretrain_metrics)
     plots = [
         _plot_samples(out / "synthetic_samples.png", layout.synth, labels),
+        _plot_scores(out / "synthetic_scores.png", layout.synth),
         _plot_curves(out / "accuracy_per_round.png", curves, "round", "test accuracy per round"),
         _plot_curves(out / "accuracy_per_communication.png", curves, "params",
                      "test accuracy per parameters communicated"),
@@ -400,6 +401,24 @@ def _plot_samples(path: Path, synth_folder: Path, labels: list[str]) -> Optional
         row[0].set_ylabel(labels[label], rotation=0, ha="right", va="center", fontsize=8)
     figure.suptitle("synthetic samples per class (first of each)", fontsize=10)
     return save_figure(plt, figure, path)
+
+
+def _plot_scores(path: Path, synth_folder: Path) -> Optional[Path]:
+    """A box plot of each class's sample scores, when the shards hold scores (``synth.score``)."""
+    import h5py
+
+    from gptfl_hpc.shards.reader import find_complete_shards
+
+    shards = find_complete_shards(synth_folder) if synth_folder.is_dir() else []
+    if not shards:
+        return None
+    with h5py.File(shards[0], "r", locking=False) as handle:
+        if "score" not in handle:
+            return None
+    from gptfl_hpc.synth.scoring.plots import plot_distribution
+    from gptfl_hpc.synth.scoring.stats import read_scored
+
+    return plot_distribution(path, read_scored(synth_folder))
 
 
 def _plot_pretrain(path: Path, rows: list[dict[str, Any]]) -> Path:

@@ -37,6 +37,10 @@ FIRST_READ_BY = {
 #: Keys a stage reads only to split and commit its work: they never change what it makes.
 EXECUTION_KEYS = {"synth": ("synth.tasks", "synth.flush_every")}
 
+#: Keys read only to summarise a stage's outputs afterwards (``gptfl synth stats``): they never change
+#: what the stage makes, so the outputs' own identity (the shards' ``config_hash``) leaves them out.
+SUMMARY_KEYS = {"synth": ("synth.score.duplicate_threshold",)}
+
 
 def _covers(key: str, inner: str) -> bool:
     """Whether ``inner`` is ``key`` or a key below it."""

@@ -21,7 +21,7 @@ sys.path.insert(0, str(TESTS_DIR))
 
 @pytest.fixture
 def quickstart_config() -> Path:
-    return REPO / "configs" / "quickstart.yaml"
+    return REPO / "tests" / "configs" / "tiny-quickstart.yaml"
 
 
 # --- Slurm cluster (slurm/local-cluster.sh) ---------------------------------

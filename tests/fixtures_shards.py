@@ -38,6 +38,19 @@ def write_digit_shards(
     return paths
 
 
+def add_scores(paths: list[Path], scores: np.ndarray) -> list[Path]:
+    """Give shards a ``score`` per sample (as ``synth.score`` would), ``scores`` over all their samples in order."""
+    import h5py
+
+    start = 0
+    for path in paths:
+        with h5py.File(path, "a") as handle:
+            count = len(handle["y"])
+            handle.create_dataset("score", data=np.asarray(scores[start : start + count], dtype=np.float32))
+            start += count
+    return paths
+
+
 def write_audio_shard(synth_dir: Path, count: int = 8, rate: int = 16_000) -> Path:
     """One complete shard of short int16 clips with the digit labels (modality ``audio``)."""
     rng = np.random.default_rng(1)

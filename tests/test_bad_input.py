@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
 import pytest
 
 from gptfl_hpc.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO / "configs" / "quickstart.yaml"
+QUICKSTART = REPO / "tests" / "configs" / "tiny-quickstart.yaml"
 PAPER = REPO / "configs" / "paper" / "cifar10-convnet-dir0.1.yaml"  # data root and weights still /path/to/...
 RUN = Path("runs/quickstart")  # the quickstart's run_dir, relative to the working folder
 CORES = len(os.sched_getaffinity(0))
@@ -61,6 +62,13 @@ def digit_shards(folder: Path) -> None:
     from fixtures_shards import write_digit_shards
 
     write_digit_shards(folder / RUN / "synth", shards=1, limit=64)
+
+
+def scored_digit_shards(folder: Path) -> None:
+    """The digit shards with a score per sample: sample i scores i / 1000, so digit zero's best is below 0.07."""
+    from fixtures_shards import add_scores, write_digit_shards
+
+    add_scores(write_digit_shards(folder / RUN / "synth", shards=1, limit=64), np.arange(64) / 1000)
 
 
 def audio_shards(folder: Path) -> None:
@@ -125,6 +133,42 @@ def label_params(folder: Path) -> None:
     assert main(["labels", "params", "--expected-labels", "5", "--seed", "s", "--out", str(folder / "p.json")]) == 0
 
 
+def image_classes(*classes: str, root: str = "d", per_class: int = 3) -> Callable[[Path], None]:
+    """``root/<class>/NN.png``: tiny PNGs in class folders (a class named ``split/label`` makes split folders)."""
+
+    def make(folder: Path) -> None:
+        from fixtures_folders import write_image
+
+        for k, name in enumerate(classes):
+            (folder / root / name).mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                write_image(folder / root / name / f"{i:02d}.png", (40 * k, 10 * i, 90), "RGB")
+
+    return make
+
+
+def file_bytes(relative: str, data: bytes) -> Callable[[Path], None]:
+    def make(folder: Path) -> None:
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_bytes(data)
+
+    return make
+
+
+def truncated_png(relative: str) -> Callable[[Path], None]:
+    def make(folder: Path) -> None:
+        whole = (folder / "d" / "cat" / "00.png").read_bytes()
+        (folder / relative).write_bytes(whole[: len(whole) // 2])
+
+    return make
+
+
+def saved_hf(folder: Path) -> None:
+    from fixtures_folders import saved_hf_images
+
+    saved_hf_images(folder / "hf", ["cat", "dog"], ["w1", "w2"])
+
+
 def both(*setups: Callable[[Path], None]) -> Callable[[Path], None]:
     def make(folder: Path) -> None:
         for setup in setups:
@@ -142,6 +186,11 @@ class Row:
     fragment: str  # part of the one line on stderr
     setup: Optional[Callable[[Path], None]] = None
 
+
+#: ``gptfl run`` of the quickstart on a folder dataset of the classes cat and dog.
+FOLDER = "run {q} data.dataset=folder 'labels.names=[cat, dog]' "
+#: The same federation alone, from scratch: its checks only.
+FOLDER_FEDERATE = "federate {q} data.dataset=folder 'labels.names=[cat, dog]' federate.init=scratch "
 
 ROWS = {
     # The command line itself.
@@ -221,7 +270,7 @@ ROWS = {
     "executor unknown": Row("validate {q} launcher.executor=auto",
                             "input should be 'inline', 'local', 'slurm' or 'debug'"),
     "model unknown": Row("validate {q} model.name=resnet", "key 'model.name': input should be 'convnet'"),
-    "dataset unknown": Row("validate {q} data.dataset=mnist", "key 'data.dataset': input should be 'digits'"),
+    "dataset unknown": Row("validate {q} data.dataset=mnist", "key 'data.dataset': 'mnist' is not a dataset; use one of cifar10, cifar100, digits"),
     "generator unknown": Row("validate {q} synth.model.kind=dalle", "key 'synth.model.kind'"),
     "slurm time": Row("validate {q} launcher.slurm.time=1:2:3:4", "is not a Slurm time"),
     "slurm mem": Row("validate {q} launcher.slurm.mem=lots", "is not a Slurm memory size"),
@@ -329,6 +378,29 @@ ROWS = {
                                       "synth.model.text_encoder_3 is true",
                                       saved_pipeline("StableDiffusion3Pipeline", {"transformer": {}},
                                                      text_encoder_3=[None, None], tokenizer_3=[None, None])),
+    "score model of images for speech": Row("synth {q} synth.model.kind=speecht5 synth.count=10 "
+                                            "synth.score.kind=clip synth.score.model={tmp}/w",
+                                            "synth.score.kind clip scores image samples, but the generator makes "
+                                            "speech; use kind clap", model_dir("CLIPModel")),
+    "score model of audio for images": Row("synth {q} synth.score.kind=clip synth.score.model={tmp}/w",
+                                           "holds a ClapModel, which scores speech/audio samples, but "
+                                           "synth.score.kind clip needs a CLIPModel", model_dir("ClapModel")),
+    "score kind of audio for images": Row("run {q} synth.score.kind=clap synth.score.model={tmp}/w",
+                                          "synth.score.kind clap scores speech/audio samples, but the generator makes "
+                                          "image; use kind clip", model_dir("ClapModel")),
+    "score model missing": Row("synth {q} synth.score.model={tmp}/nope",
+                               "synth.score.model: {tmp}/nope is not a directory"),
+    "score model unset": Row("validate {q} synth.score.kind=clip", "synth.score.model is not set"),
+    "keep_fraction zero": Row("pretrain {q} pretrain.keep_fraction=0", "key 'pretrain.keep_fraction'"),
+    "keep_fraction above one": Row("pretrain {q} pretrain.keep_fraction=1.5", "key 'pretrain.keep_fraction'"),
+    "min_score and keep_fraction": Row("pretrain {q} pretrain.keep_fraction=0.5 pretrain.min_score=0.1",
+                                       "are both set; keep samples by one rule"),
+    "keep_fraction without scores": Row("pretrain {q} pretrain.keep_fraction=0.5",
+                                        "pretrain.keep_fraction needs a score per sample, but shard", digit_shards),
+    "min_score without synth.score": Row("run {q} pretrain.min_score=0.2",
+                                         "synth.score is not set, so the run's shards will hold none"),
+    "min_score empties a class": Row("pretrain {q} pretrain.min_score=0.06",
+                                     "leaves class 'digit three' empty: its best score is 0.0570", scored_digit_shards),
     "speech weights without vocoder": Row("synth {q} synth.model.kind=speecht5 synth.count=10 "
                                           "synth.model.weights={tmp}/w",
                                           "synth.model.vocoder is not set", model_dir("SpeechT5ForTextToSpeech")),
@@ -393,6 +465,42 @@ ROWS = {
     # Other commands.
     "partition too many clients": Row("partition {q} data.partition.num_clients=5000",
                                       "data.partition.num_clients 5000 must be between 1 and the"),
+    # Folders and saved datasets users bring (FOLDER: a tiny image folder run on the labels cat, dog).
+    "folder root missing": Row(FOLDER + "data.root={tmp}/nope", "the folder dataset root {tmp}/nope is not a directory"),
+    "folder root empty": Row(FOLDER + "data.root={tmp}/d", "{tmp}/d holds no class folders", file_at("d/.keep")),
+    "folder class empty": Row(FOLDER + "data.root={tmp}/d", "class folder {tmp}/d/dog holds no image or audio files",
+                              both(image_classes("cat"), file_at("d/dog/notes.txt"))),
+    "folder split lacks a run label": Row(FOLDER + "data.root={tmp}/d",
+                                          "the image/audio folder test split at {tmp}/d has no label 'dog'",
+                                          image_classes("train/cat", "train/dog", "test/cat")),
+    "folder unreadable image": Row(FOLDER + "data.root={tmp}/d", "dog/09.png cannot be decoded",
+                                   both(image_classes("cat", "dog"), file_bytes("d/dog/09.png", b"not a png"))),
+    "folder truncated image": Row(FOLDER + "data.root={tmp}/d", "cat/01.png cannot be decoded",
+                                  both(image_classes("cat", "dog", per_class=5), truncated_png("d/cat/01.png"))),
+    "folder truncated image, partition": Row("partition {q} data.dataset=folder data.root={tmp}/d "
+                                             "'labels.names=[cat, dog]' data.partition.num_clients=2 "
+                                             "data.partition.min_client_size=1", "cat/01.png cannot be decoded",
+                                             both(image_classes("cat", "dog", per_class=5),
+                                                  truncated_png("d/cat/01.png"))),
+    "folder metadata names a missing file": Row(FOLDER + "data.root={tmp}/d",
+                                                "metadata.csv names cat/09.png, which is not in {tmp}/d",
+                                                both(image_classes("cat", "dog"),
+                                                     file_at("d/metadata.csv", "file_name,label\ncat/09.png,cat\n"))),
+    "folder metadata without the label column": Row(FOLDER + "data.root={tmp}/d data.columns.label=kind",
+                                                    "metadata.csv has no column 'kind' (data.columns.label)",
+                                                    both(image_classes("cat", "dog"),
+                                                         file_at("d/metadata.csv", "file_name,label\ncat/00.png,cat\n"))),
+    "natural partition without clients": Row(FOLDER_FEDERATE + "data.root={tmp}/d data.partition.kind=natural",
+                                             "data.partition.kind natural needs each sample's client",
+                                             image_classes("cat", "dog")),
+    "hf column missing": Row("run {q} data.dataset=hf data.root={tmp}/hf 'labels.names=[cat, dog]' "
+                             "data.columns.client=speaker", "data.columns.client 'speaker' is not a column", saved_hf),
+    "folder mixes images and audio": Row(FOLDER + "data.root={tmp}/d", "holds both images (cat/00.png) and audio",
+                                         both(image_classes("cat"), file_bytes("d/dog/00.wav", b"RIFF"))),
+    "folder too small for its clients": Row(FOLDER_FEDERATE + "data.root={tmp}/d data.partition.num_clients=2 "
+                                            "federate.clients_per_round=2",
+                                            "data.partition.min_client_size 10 x 2 clients exceeds the",
+                                            image_classes("cat", "dog")),
     "placeholder paths": Row("validate {paper}", "still a placeholder: data.root (/path/to/cifar10)"),
     "sweep axis without values": Row("sweep {q} --axis seed", "--axis 'seed' is not KEY=V1,V2,..."),
     "sweep axis repeats": Row("sweep {q} --axis seed=1,1", "axis 'seed' lists 1 more than once"),

@@ -9,7 +9,7 @@ import pytest
 from gptfl_hpc.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO / "configs" / "quickstart.yaml"
+QUICKSTART = REPO / "tests" / "configs" / "tiny-quickstart.yaml"
 
 
 @pytest.mark.parametrize("command", ["prompts", "synth", "pretrain", "federate", "run"])

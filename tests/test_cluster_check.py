@@ -14,7 +14,7 @@ SCRIPT = REPO / "jobs" / "cluster_check.py"
 
 def check(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(SCRIPT), str(REPO / "configs" / "quickstart.yaml"), f"run_dir={tmp_path}",
+        [sys.executable, str(SCRIPT), str(REPO / "tests" / "configs" / "tiny-quickstart.yaml"), f"run_dir={tmp_path}",
          "launcher.poll_interval_s=0.5", "launcher.slurm.tasks_per_node=2", *overrides],
         capture_output=True, text=True, timeout=300,
     )

@@ -25,7 +25,7 @@ from gptfl_hpc.launch.launcher import REPORT_RESERVE_BYTES
 from gptfl_hpc.shards.writer import write_shard
 
 REPO = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO / "configs" / "quickstart.yaml"
+QUICKSTART = REPO / "tests" / "configs" / "tiny-quickstart.yaml"
 SMALL = [
     "synth.multiplier=0.1",  # 144 samples in 3 shards of 48
     "synth.samples_per_shard=48",

@@ -30,7 +30,7 @@ from gptfl_hpc.models.config import build_from_config
 from gptfl_hpc.models.export import load_model
 
 REPO = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO / "configs" / "quickstart.yaml"
+QUICKSTART = REPO / "tests" / "configs" / "tiny-quickstart.yaml"
 FRACTION, FINETUNE_STEPS = 0.25, 2
 OVERRIDES = [
     "model.width=8", "federate.clients_per_round=4", "federate.threads_per_rank=1", "federate.checkpoint_every=1",

@@ -2,7 +2,7 @@
 damaged checkpoints, bad input.
 
 Real processes throughout: 2-rank worlds are spawned with gloo, the kill tests run ``gptfl federate
-configs/quickstart.yaml --executor inline`` in a subprocess and SIGKILL its whole process group.
+tests/configs/tiny-quickstart.yaml --executor inline`` in a subprocess and SIGKILL its whole process group.
 A tiny ConvNet (width 8) and one thread per rank keep each federation to a few seconds.
 """
 
@@ -33,7 +33,7 @@ from gptfl_hpc.models.config import build_from_config
 from gptfl_hpc.models.export import load_model, save_model
 
 REPO = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO / "configs" / "quickstart.yaml"
+QUICKSTART = REPO / "tests" / "configs" / "tiny-quickstart.yaml"
 GPTFL = [sys.executable, "-m", "gptfl_hpc"]
 SMALL = [
     "model.width=8",

@@ -15,7 +15,7 @@ from gptfl_hpc.report import Curve, make_report, target_accuracy
 from gptfl_hpc.report_tables import federation_row, markdown_table
 
 REPO = Path(__file__).resolve().parent.parent
-QUICKSTART = REPO / "configs" / "quickstart.yaml"
+QUICKSTART = REPO / "tests" / "configs" / "tiny-quickstart.yaml"
 PARAMS_PER_ROUND = 1000
 
 

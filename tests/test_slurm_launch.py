@@ -129,7 +129,7 @@ def test_stage_sbatch_script_runs_gptfl(tmp_path):
     out = tmp_path / "stage.out"
     job_id = subprocess.run(
         ["sbatch", "--parsable", f"--output={out}", str(REPO / "slurm" / "stage.sbatch"),
-         "validate", str(REPO / "configs" / "quickstart.yaml"), "seed=11"],
+         "validate", str(REPO / "tests" / "configs" / "tiny-quickstart.yaml"), "seed=11"],
         check=True, cwd=REPO, capture_output=True, text=True, timeout=60,
     ).stdout.strip()
     wait_for(lambda: sacct_states(job_id).get(job_id) == "COMPLETED", 120, "the sbatch job to complete")

@@ -17,7 +17,7 @@ from gptfl_hpc.orchestrate.stages import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO / "configs" / "quickstart.yaml"
+QUICKSTART = REPO / "tests" / "configs" / "tiny-quickstart.yaml"
 SMALL_FL = ["federate.rounds=2", "federate.clients_per_round=2", "federate.eval_every=1"]
 
 

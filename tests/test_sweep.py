@@ -29,7 +29,7 @@ from gptfl_hpc.sweep import load_sweep, read_record
 from gptfl_hpc.sweep_report import make_sweep_report, mean_series
 
 REPO = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO / "configs" / "quickstart.yaml"
+QUICKSTART = REPO / "tests" / "configs" / "tiny-quickstart.yaml"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: Small enough that the whole sweep (two syntheses and pretrainings, eight federations) takes
 #: about half a minute on two cores.

@@ -191,7 +191,7 @@ def test_a_sweep_is_one_experiment_with_a_group_per_point(tmp_path):
     from gptfl_hpc.sweep import load_sweep
 
     grid = tmp_path / "grid.yaml"
-    grid.write_text(json.dumps({"base": str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"),
+    grid.write_text(json.dumps({"base": str(Path(__file__).resolve().parent / "configs" / "tiny-quickstart.yaml"),
                                 "sweep_dir": str(tmp_path / "lr-sweep"),
                                 "set": {"model.width": 8, "federate.clients_per_round": 4, "federate.rounds": 1,
                                         "federate.threads_per_rank": 1, "tracking.backends": ["mlflow"]},

@@ -38,7 +38,8 @@ def partition_report(data_config: Any, run_labels: list[str], png: Any = None, o
     from gptfl_hpc.data.partition import save_partition
     from gptfl_hpc.data.partition_report import describe_partition, plot_heatmap
 
-    dataset = match_labels(open_dataset(data_config, "train"), run_labels)
+    # Labels and clients are all a partition needs: files are listed and checked, not decoded.
+    dataset = match_labels(open_dataset(data_config, "train", decode=False), run_labels)
     partition = make_partition(data_config, dataset)
     text = f"dataset {data_config.dataset} (train split)\n" + describe_partition(
         partition, dataset.targets, dataset.labels

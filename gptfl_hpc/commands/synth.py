@@ -1,8 +1,12 @@
-"""``gptfl synth``: make the synthetic dataset as one array job; ``gptfl synth verify RUN`` checks it.
+"""``gptfl synth``: make the synthetic dataset as one array job; ``gptfl synth verify RUN`` checks it;
+``gptfl synth stats RUN`` shows the per-sample scores (runs made with ``synth.score``).
 
     gptfl synth CONFIG [key=value ...] [--executor inline|local|slurm|debug] [--dry-run] [--wait]
     gptfl synth CONFIG --task K          # one array task in this process (plain sbatch arrays)
     gptfl synth verify RUN               # re-check every shard; exit 1 naming any bad one
+    gptfl synth stats RUN [synth.score.duplicate_threshold=T]
+                                         # score distribution and near-duplicates per class, and a grid
+                                         # of each class's lowest- and highest-scoring samples
 
 On a fresh run the prompts are made first (their own job, which the array waits for).
 """
@@ -33,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.config == "verify":
         return verify_command(args.overrides)
+    if args.config == "stats":
+        return stats_command(args.overrides)
     if args.task is None:
         return run_stage(args, name=NAME)
     config = config_from_args(args)
@@ -55,4 +61,29 @@ def verify_command(rest: list[str]) -> int:
         print(f"synth verify: {len(problems)} shard(s) not good; run `gptfl synth` again to make them")
         return 1
     print("synth verify: every planned shard is complete and matches its checksum")
+    return 0
+
+
+THRESHOLD_KEY = "synth.score.duplicate_threshold"
+
+
+def stats_command(rest: list[str]) -> int:
+    from gptfl_hpc.synth.scoring.stats import table
+    from gptfl_hpc.synth.scoring.summary import write_score_stats
+
+    usage = f"usage: gptfl synth stats RUN_DIR [{THRESHOLD_KEY}=T] (T in (0, 1])"
+    if not rest or any(not arg.startswith(THRESHOLD_KEY + "=") for arg in rest[1:]) or len(rest) > 2:
+        raise UserError(usage)
+    threshold = None
+    if len(rest) == 2:
+        try:
+            threshold = float(rest[1].split("=", 1)[1])
+        except ValueError:
+            raise UserError(usage) from None
+        if not 0 < threshold <= 1:
+            raise UserError(usage)
+    stats = write_score_stats(Path(rest[0]), threshold)
+    for line in table(stats.rows, stats.threshold):
+        print(line)
+    print(f"wrote {stats.table} and {stats.grid} (each class's lowest- and highest-scoring samples)")
     return 0

@@ -5,11 +5,16 @@ Every dataset here implements one interface (``gptfl_hpc.data.base.LabeledDatase
 ``x`` a uint8 ``H x W x 3`` image or a float32 16 kHz waveform.
 
 - ``config``: the ``data`` config section (``DataConfig``);
-- ``factory``: ``open_dataset(config, split)``, ``make_partition``, ``feature_transform``;
-- ``cifar``, ``flowers``, ``speech_commands``, ``esc50``, ``digits``: the readers;
+- ``registry``: every reader, by its ``data.dataset`` name (``register_dataset``);
+- ``factory``: ``open_dataset(config, split)``, ``open_run_dataset``, ``make_partition``,
+  ``feature_transform``;
+- ``cifar``, ``flowers``, ``food101``, ``speech_commands``, ``esc50``, ``digits``: published layouts;
+  ``folder`` and ``hf``: class folders and saved Hugging Face datasets of any content;
+- ``decoded``: files or encoded bytes decoded once into a memory-mapped cache;
+- ``holdout``: the seeded per-class test share of data published without a test split;
 - ``labels``: ``match_labels`` -- re-index a dataset to the run's label list by name, dropping
   the samples of labels the run does not use;
-- ``partition``, ``partition_report``: Dirichlet / IID / speaker partitions, JSON, statistics;
+- ``partition``, ``partition_report``: Dirichlet / IID / natural (speaker) partitions, JSON, statistics;
 - ``images``, ``waveforms``, ``audio_features``: decoding, batching, log-mel features.
 
 The dataset over synthesis shards, ``gptfl_hpc.shards.reader.ShardDataset``, implements the same

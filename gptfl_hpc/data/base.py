@@ -1,6 +1,7 @@
 """The one dataset interface every real and synthetic dataset implements.
 
-A ``LabeledDataset`` is a ``torch.utils.data.Dataset`` with three extra attributes:
+A ``LabeledDataset`` is a map-style dataset (``len`` and ``ds[i]``, what ``torch.utils.data.DataLoader``
+takes) with three extra attributes:
 
 - ``labels``: the ordered label names; class index ``k`` means ``labels[k]``.
 - ``targets``: int64 numpy array, the class index of every sample (``len(targets) == len(ds)``).
@@ -24,8 +25,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
-from torch.utils.data import Dataset
-
 if TYPE_CHECKING:
     from gptfl_hpc.data.labels import LabelSelection
 
@@ -34,8 +33,13 @@ MODALITIES = ("image", "speech", "audio")
 
 Transform = Callable[[Any], Any]
 
+#: Per-sample string ids that views (``Subset``, ``labels.Relabeled``) carry along with the samples
+#: they keep: ``client_ids`` (the value of a dataset's client column: writer, speaker, hospital)
+#: and ``speakers`` (Speech Commands' name for the same ids).
+PER_SAMPLE_IDS = ("client_ids", "speakers")
 
-class LabeledDataset(Dataset):
+
+class LabeledDataset:
     """Base class: subclasses set ``labels``, ``targets``, ``modality`` and implement ``load``."""
 
     labels: list[str]
@@ -91,9 +95,10 @@ class Subset(LabeledDataset):
         self.modality = dataset.modality
         self.source = dataset.source
         self.targets = dataset.targets[self.indices]
-        speakers = getattr(dataset, "speakers", None)
-        if speakers is not None:
-            self.speakers = speakers[self.indices]
+        for name in PER_SAMPLE_IDS:
+            ids = getattr(dataset, name, None)
+            if ids is not None:
+                setattr(self, name, ids[self.indices])
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         x, y = self.dataset[int(self.indices[index])]

@@ -20,10 +20,21 @@ from typing import Any, Optional
 import numpy as np
 
 from gptfl_hpc.data.base import ArrayDataset
+from gptfl_hpc.data.registry import OpenOptions, register_dataset
 from gptfl_hpc.data.roots import PathLike, malformed, require_file, require_root
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR100_FOLDER = "cifar-100-python"
+
+
+@register_dataset("cifar10", "CIFAR-10", "image")
+def open_cifar10(config, split: str, options: OpenOptions) -> ArrayDataset:
+    return load_cifar10(config.root, split)
+
+
+@register_dataset("cifar100", "CIFAR-100", "image")
+def open_cifar100(config, split: str, options: OpenOptions) -> ArrayDataset:
+    return load_cifar100(config.root, split)
 
 
 def load_cifar10(root: Optional[PathLike], split: str = "train") -> ArrayDataset:

@@ -19,11 +19,17 @@ from typing import Optional
 import numpy as np
 
 from gptfl_hpc.data.base import LabeledDataset
+from gptfl_hpc.data.registry import OpenOptions, register_dataset
 from gptfl_hpc.data.roots import PathLike, malformed, require_file, require_root
 from gptfl_hpc.data.waveforms import read_wav
 
 HOLDS = "audio/ and meta/esc50.csv"
 COLUMNS = ("filename", "fold", "target", "category")
+
+
+@register_dataset("esc50", "ESC-50", "audio")
+def open_esc50(config, split: str, options: OpenOptions) -> "ESC50":
+    return ESC50(config.root, split, config.esc50_test_fold)
 
 
 class ESC50(LabeledDataset):

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import scipy.io
 
 from gptfl_hpc.data.base import LabeledDataset
 from gptfl_hpc.data.images import read_image
+from gptfl_hpc.data.registry import OpenOptions, register_dataset
 from gptfl_hpc.data.roots import PathLike, malformed, require_file, require_root
 
 HOLDS = "jpg/, imagelabels.mat and setid.mat"
@@ -31,6 +31,11 @@ SPLIT_KEYS = {"train": ("trnid",), "val": ("valid",), "test": ("tstid",), "train
 def flowers102_label_names() -> list[str]:
     text = resources.files("gptfl_hpc.data").joinpath("flowers102_labels.txt").read_text(encoding="utf-8")
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+@register_dataset("flowers102", "Flowers102", "image")
+def open_flowers102(config, split: str, options: OpenOptions) -> "Flowers102":
+    return Flowers102(config.root, split, config.image_size)
 
 
 class Flowers102(LabeledDataset):
@@ -64,6 +69,8 @@ def _image_name(image_id: int) -> str:
 
 
 def _mat_vector(path: Path, key: str) -> np.ndarray:
+    import scipy.io  # here: the registry imports this module when the config is read
+
     try:
         content = scipy.io.loadmat(path)
     except (ValueError, TypeError, OSError, NotImplementedError, scipy.io.matlab.MatReadError) as exc:

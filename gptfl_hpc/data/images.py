@@ -8,19 +8,21 @@ normalised float on whatever device it sits.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, BinaryIO, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:  # torch is imported where batches are made, so the readers load without it
+    import torch
 
 # ImageNet statistics: the pretrained torchvision weights expect them, and they suit CIFAR too.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def read_image(path: Path, size: int) -> np.ndarray:
-    """Decode an image file to RGB and ``resize_square`` it."""
+def read_image(path: "Path | BinaryIO", size: int) -> np.ndarray:
+    """Decode an image file (any mode) to RGB and ``resize_square`` it."""
     with Image.open(path) as image:
         return resize_square(image.convert("RGB"), size)
 
@@ -44,6 +46,8 @@ def collate_images(batch: Sequence[tuple[np.ndarray, int]]) -> tuple[torch.Tenso
     The image tensor is a permuted view of the stacked HWC batch, i.e. NCHW in channels-last
     memory format: no copy here; ``.to(device)`` keeps the layout, which convolutions accept.
     """
+    import torch
+
     images = np.stack([x for x, _ in batch])
     targets = np.fromiter((y for _, y in batch), dtype=np.int64, count=len(batch))
     return torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(targets)
@@ -53,6 +57,8 @@ def to_float_images(
     images: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
 ) -> torch.Tensor:
     """uint8 ``N x C x H x W`` -> float32, scaled to [0, 1] and normalised per channel."""
+    import torch
+
     mean_t = torch.tensor(mean, device=images.device, dtype=torch.float32).view(1, -1, 1, 1)
     std_t = torch.tensor(std, device=images.device, dtype=torch.float32).view(1, -1, 1, 1)
     return (images.float().div_(255.0) - mean_t).div_(std_t)

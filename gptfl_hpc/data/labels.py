@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from gptfl_hpc.data.base import LabeledDataset
+from gptfl_hpc.data.base import PER_SAMPLE_IDS, LabeledDataset
 from gptfl_hpc.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class Relabeled(LabeledDataset):
 
     When samples are dropped, ``indices`` holds the source index of each kept one (the name
     ``Subset`` uses, so code reaching through views to in-memory samples stops here) and
-    ``targets`` and ``speakers`` are those of the kept samples, in source order.
+    ``targets`` and the per-sample ids (``client_ids``, ``speakers``) are those of the kept samples, in source order.
     """
 
     def __init__(self, dataset: LabeledDataset, mapping: np.ndarray, labels: Sequence[str]):
@@ -110,7 +110,7 @@ class Relabeled(LabeledDataset):
         self.modality = dataset.modality
         self.source = dataset.source
         targets = mapping[dataset.targets]
-        speakers = getattr(dataset, "speakers", None)
+        ids = {name: getattr(dataset, name) for name in PER_SAMPLE_IDS if getattr(dataset, name, None) is not None}
         kept = np.flatnonzero(targets != DROPPED)
         if len(kept) < len(targets):
             self.indices = kept
@@ -122,10 +122,10 @@ class Relabeled(LabeledDataset):
                 other_labels=int((mapping == DROPPED).sum()),
             )
             targets = targets[kept]
-            speakers = None if speakers is None else speakers[kept]
+            ids = {name: values[kept] for name, values in ids.items()}
         self.targets = targets
-        if speakers is not None:
-            self.speakers = speakers
+        for name, values in ids.items():
+            setattr(self, name, values)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         if self.selection is not None:

@@ -8,8 +8,9 @@ sample belongs to exactly one client.
   clients already holding more than ``N / num_clients`` samples); the whole draw is repeated with
   the same generator until every client has at least ``min_client_size`` samples.
 - ``iid_partition``: a random permutation cut into near-equal parts.
-- ``speaker_partition``: one client per speaker, or speakers shuffled and merged into
-  ``num_clients`` groups of near-equal speaker count.
+- ``natural_partition``: one client per distinct client id (writer, speaker, hospital), or the
+  ids shuffled and merged into ``num_clients`` groups of near-equal id count;
+  ``speaker_partition`` is it over Speech Commands' speakers, under the name it had first.
 
 The JSON file is ``{"format": ..., "kind": ..., "seed": ..., "num_samples": N,
 "clients": {"0": [indices...], ...}}`` and is written atomically.
@@ -131,24 +132,45 @@ def iid_partition(num_samples: int, num_clients: int, seed: int) -> Partition:
     return Partition([np.sort(part) for part in np.array_split(order, num_clients)], "iid", seed, num_samples)
 
 
-def speaker_partition(speakers: Sequence[str], seed: int, num_clients: Optional[int] = None) -> Partition:
-    """Clients are speakers (sorted by id), or ``num_clients`` groups of shuffled speakers."""
-    speakers = np.asarray(speakers)
-    names, speaker_of_sample = np.unique(speakers, return_inverse=True)
+def natural_partition(
+    client_ids: Sequence[str],
+    seed: int,
+    num_clients: Optional[int] = None,
+    min_client_size: int = 0,
+    kind: str = "natural",
+) -> Partition:
+    """Clients are the distinct ids (sorted), or ``num_clients`` groups of ids shuffled with ``seed``.
+
+    Merging whole ids keeps every writer's (speaker's, hospital's) samples on one client, which is
+    what makes the partition natural.
+    """
+    client_ids = np.asarray(client_ids)
+    names, id_of_sample = np.unique(client_ids, return_inverse=True)
+    noun = "speakers" if kind == "speaker" else "client ids"
     if num_clients is None:
         groups = [np.array([k]) for k in range(len(names))]
     else:
         if not 1 <= num_clients <= len(names):
-            raise UserError(f"data.partition.num_clients {num_clients} must be between 1 and the {len(names)} speakers")
+            raise UserError(f"data.partition.num_clients {num_clients} must be between 1 and the {len(names)} {noun}")
         order = np.random.default_rng(seed).permutation(len(names))
         groups = np.array_split(order, num_clients)
-    client_of_speaker = np.empty(len(names), dtype=np.int64)
+    if min_client_size * len(groups) > len(client_ids):
+        raise UserError(
+            f"data.partition.min_client_size {min_client_size} x {len(groups)} clients exceeds the "
+            f"{len(client_ids)} samples; lower min_client_size or num_clients"
+        )
+    client_of_id = np.empty(len(names), dtype=np.int64)
     for client, members in enumerate(groups):
-        client_of_speaker[members] = client
-    client_of_sample = client_of_speaker[speaker_of_sample]
+        client_of_id[members] = client
+    client_of_sample = client_of_id[id_of_sample]
     clients = [np.flatnonzero(client_of_sample == k) for k in range(len(groups))]
-    params = {"num_speakers": int(len(names))}
-    return Partition(clients, "speaker", seed, len(speakers), params)
+    params = {"num_speakers": int(len(names))} if kind == "speaker" else {"num_client_ids": int(len(names))}
+    return Partition(clients, kind, seed, len(client_ids), params)
+
+
+def speaker_partition(speakers: Sequence[str], seed: int, num_clients: Optional[int] = None) -> Partition:
+    """Clients are speakers (sorted by id), or ``num_clients`` groups of shuffled speakers."""
+    return natural_partition(speakers, seed, num_clients, kind="speaker")
 
 
 def _check_clients(num_clients: int, num_samples: int) -> None:

@@ -22,6 +22,7 @@ from typing import Optional
 import numpy as np
 
 from gptfl_hpc.data.base import LabeledDataset
+from gptfl_hpc.data.registry import OpenOptions, register_dataset
 from gptfl_hpc.data.roots import PathLike, require_file, require_root
 from gptfl_hpc.data.waveforms import read_wav
 from gptfl_hpc.errors import UserError
@@ -32,6 +33,11 @@ SPEECH_COMMANDS_V2_WORDS = (
 ).split()
 HOLDS = "the word folders, validation_list.txt and testing_list.txt"
 SPLITS = ("train", "val", "test")
+
+
+@register_dataset("speech_commands", "Speech Commands", "speech")
+def open_speech_commands(config, split: str, options: OpenOptions) -> "SpeechCommands":
+    return SpeechCommands(config.root, split)
 
 
 class SpeechCommands(LabeledDataset):
@@ -56,6 +62,7 @@ class SpeechCommands(LabeledDataset):
         self.files = files
         self.targets = np.array([class_index[f.split("/", 1)[0]] for f in files], dtype=np.int64)
         self.speakers = np.array([speaker_of(f) for f in files], dtype=str)
+        self.client_ids = self.speakers  # the natural clients of Speech Commands are its speakers
 
     def _scan(self) -> list[str]:
         words = set(self.labels)

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import BinaryIO, Union
+
 import numpy as np
 import soundfile
-import torch
-import torchaudio
 
 from gptfl_hpc.data.base import SAMPLE_RATE
 
 
-def read_wav(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def read_wav(path: Union[Path, BinaryIO], sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode ``path``, mix to mono, resample to ``sample_rate``; float32 in [-1, 1]."""
-    samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    samples, rate = soundfile.read(path if hasattr(path, "read") else str(path), dtype="float32", always_2d=True)
     return to_mono_rate(samples.mean(axis=1), rate, sample_rate)
 
 
@@ -27,6 +27,9 @@ def to_mono_rate(waveform: np.ndarray, rate: int, sample_rate: int = SAMPLE_RATE
     waveform = np.asarray(waveform, dtype=np.float32)
     if rate == sample_rate:
         return waveform
+    import torch  # only here, so the readers load without torch
+    import torchaudio
+
     resampled = torchaudio.functional.resample(torch.from_numpy(waveform), int(rate), int(sample_rate))
     return resampled.numpy()
 

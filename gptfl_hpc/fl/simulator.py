@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from gptfl_hpc import durable, preemption
 from gptfl_hpc.config import Config
-from gptfl_hpc.data.factory import feature_transform, make_partition, open_dataset
+from gptfl_hpc.data.factory import feature_transform, make_partition, open_run_dataset
 from gptfl_hpc.data.labels import match_labels
 from gptfl_hpc.fl.aggregate import RoundAggregator
 from gptfl_hpc.fl.algorithms import make_algorithm
@@ -108,10 +108,10 @@ class FederationData:
 
 def load_federation_data(config: Config, rank: int, world_size: int, device: torch.device) -> FederationData:
     labels = config.labels.load()
-    train = match_labels(open_dataset(config.data, "train"), labels)
+    train = match_labels(open_run_dataset(config, "train"), labels)
     transform = feature_transform(config.data, train.modality)
     partition = make_partition(config.data, train)
-    test = match_labels(open_dataset(config.data, "test"), labels)
+    test = match_labels(open_run_dataset(config, "test"), labels)
     shard = test_shard(len(test), config.federate.eval_batch_size, rank, world_size)
     client_eval = config.federate.client_eval
     training, holdouts = partition.clients, None

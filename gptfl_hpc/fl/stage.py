@@ -57,10 +57,9 @@ def preflight(
     init = init or fed.init
     labels = config.labels.load()
     train = _open_matched(config, labels)  # a bad root or labels the data lacks: one line, here
-    num_clients = config.data.partition.num_clients
     if fed.client_eval is not None:
         num_clients = _check_client_holdouts(config, train)
-    if num_clients is None:
+    else:  # the partition itself, not only its size: too few samples or no client ids fail here, in one line
         num_clients = _count_clients(config, train)
     if fed.clients_per_round > num_clients:
         raise UserError(
@@ -125,8 +124,9 @@ def _open_matched(config: Config, labels: list[str]) -> Any:
     from gptfl_hpc.data.factory import open_dataset
     from gptfl_hpc.data.labels import match_labels
 
-    match_labels(open_dataset(config.data, "test"), labels)
-    return match_labels(open_dataset(config.data, "train"), labels)
+    # Listed and their headers checked, not decoded: nothing is written before the jobs run.
+    match_labels(open_dataset(config.data, "test", decode=False), labels)
+    return match_labels(open_dataset(config.data, "train", decode=False), labels)
 
 
 def _count_clients(config: Config, train: Any) -> int:

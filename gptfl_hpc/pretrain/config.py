@@ -14,7 +14,7 @@ from typing import Any, Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from gptfl_hpc.identity import sha256_json
-from gptfl_hpc.schema import Section, operational
+from gptfl_hpc.schema import Section, added, operational
 from gptfl_hpc.stage_reads import unread_by, without_keys
 
 #: ZeRO stage 3 also partitions the parameters themselves; see ``_check_zero_stage``.
@@ -61,6 +61,13 @@ class PretrainConfig(Section):
     checkpoint_every: int = operational(500, ge=1, description="optimizer steps between checkpoints")
     keep_checkpoints: int = operational(2, ge=1, description="newest checkpoints kept on disk")
     log_every: int = Field(50, ge=1, description="optimizer steps between metrics lines")
+    min_score: Optional[float] = added(
+        None, description="train only on samples whose synth.score is at least this (shards made with synth.score)"
+    )
+    keep_fraction: Optional[float] = added(
+        None, gt=0, le=1, description="train only on the best-scoring share of each class: ceil(share x class size) "
+        "samples, ties to the earlier sample (shards made with synth.score)"
+    )
 
     @field_validator("zero_stage")
     @classmethod
@@ -92,4 +99,9 @@ class PretrainConfig(Section):
         for beta in self.betas:
             if not 0 <= beta < 1:
                 raise ValueError(f"pretrain.betas {list(self.betas)} must each lie in [0, 1)")
+        if self.min_score is not None and self.keep_fraction is not None:
+            raise ValueError(
+                f"pretrain.min_score {self.min_score} and pretrain.keep_fraction {self.keep_fraction} are both set; "
+                "keep samples by one rule: set the other to null"
+            )
         return self

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from gptfl_hpc.config import Config
+from gptfl_hpc.errors import UserError
 from gptfl_hpc.layout import RunLayout
 from gptfl_hpc.modality import require_same_input
 from gptfl_hpc.pretrain.config import pretrain_identity
@@ -33,10 +34,21 @@ def check(config: Config, context: CheckContext) -> Any:
         check_rank_devices("pretrain.ranks", config.pretrain.ranks)
     if "synth" in context.pending:  # the shards' own checks run when the job starts
         require_same_input(config, "synth.model.kind", "model.name")
+        _require_scores_planned(config)
         return None
     from gptfl_hpc.pretrain.inputs import plan_training
 
     return plan_training(config)
+
+
+def _require_scores_planned(config: Config) -> None:
+    """A score rule on the run's own shards, which synthesis will make without scores: refuse it now."""
+    rule = "min_score" if config.pretrain.min_score is not None else "keep_fraction"
+    if getattr(config.pretrain, rule) is not None and config.pretrain.shards is None and config.synth.score is None:
+        raise UserError(
+            f"pretrain.{rule} needs a score per sample, but synth.score is not set, so the run's shards will hold "
+            f"none; set synth.score (e.g. synth.score.kind=clip synth.score.model=DIR), or set pretrain.{rule} to null"
+        )
 
 
 def completed(config: Config) -> Optional[dict[str, Any]]:
@@ -67,6 +79,8 @@ def explain(config: Config, plan: Any) -> list[str]:
                      f"{config.pretrain.epochs} epochs x {plan.steps_per_epoch} steps = {plan.total_steps} steps")
         if plan.label_selection is not None:
             lines.append(plan.label_selection.describe())
+        if plan.score_selection is not None:
+            lines.append(plan.score_selection.describe())
     lines.append(f"DeepSpeed ZeRO stage {config.pretrain.zero_stage}")
     return lines
 

@@ -25,7 +25,9 @@ from gptfl_hpc.data.factory import feature_transform, open_dataset
 from gptfl_hpc.data.images import collate_images
 from gptfl_hpc.data.labels import LabelSelection, match_labels
 from gptfl_hpc.errors import UserError
+from gptfl_hpc.layout import RunLayout
 from gptfl_hpc.modality import input_kind, model_input_kind
+from gptfl_hpc.pretrain.selection import ScoreSelection, select_by_score
 from gptfl_hpc.shards.reader import ShardDataset, checked_shard_files
 
 
@@ -44,6 +46,7 @@ class TrainingPlan:
     evaluate: bool
     fingerprint: str  # shard names and sizes: a resume refuses to continue on other data
     label_selection: Optional[LabelSelection] = None  # set when shard samples of other labels were dropped
+    score_selection: Optional[ScoreSelection] = None  # set when pretrain.min_score or keep_fraction drop samples
 
 
 def shard_sources(config: Config) -> list[Path]:
@@ -85,6 +88,9 @@ def plan_training(config: Config) -> TrainingPlan:
             f"or train on {model_kind} shards"
         )
     image_size = _image_size(files) if dataset.modality == "image" else None
+    selection = select_by_score(dataset, labels, settings)
+    if selection is not None:
+        dataset.keep_only(selection.kept)
     global_batch = settings.micro_batch_size * settings.ranks
     micro_steps = len(dataset) // global_batch
     steps_per_epoch = micro_steps // settings.grad_accum_steps
@@ -96,7 +102,7 @@ def plan_training(config: Config) -> TrainingPlan:
         )
     if settings.evaluate:
         try:
-            test_dataset(config, labels, dataset.modality)  # fails now, not after the first epoch
+            test_dataset(config, labels, dataset.modality, decode=False)  # fails now, not after the first epoch
         except UserError as exc:
             raise UserError(f"{exc} (or set pretrain.evaluate false to train without the real test split)") from None
     return TrainingPlan(
@@ -109,8 +115,9 @@ def plan_training(config: Config) -> TrainingPlan:
         steps_per_epoch=steps_per_epoch,
         total_steps=steps_per_epoch * settings.epochs,
         evaluate=settings.evaluate,
-        fingerprint=_fingerprint(dataset),
+        fingerprint=_fingerprint(dataset, selection),
         label_selection=dataset.selection,
+        score_selection=selection,
     )
 
 
@@ -127,8 +134,10 @@ def _image_size(files: Sequence[Path]) -> int:
     return int(height)
 
 
-def _fingerprint(dataset: ShardDataset) -> str:
-    parts = [[header.path.name, header.length] for header in dataset.headers]
+def _fingerprint(dataset: ShardDataset, selection: Optional[ScoreSelection] = None) -> str:
+    parts: list[Any] = [[header.path.name, header.length] for header in dataset.headers]
+    if selection is not None:  # only then, so runs without a score rule keep their fingerprint
+        parts.append(selection.summary())
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
@@ -137,15 +146,20 @@ def _fingerprint(dataset: ShardDataset) -> str:
 
 def train_dataset(config: Config, plan: TrainingPlan) -> ShardDataset:
     transform = feature_transform(config.data, plan.modality)
-    return ShardDataset(list(plan.shard_files), list(plan.labels), transform=transform)
+    dataset = ShardDataset(list(plan.shard_files), list(plan.labels), transform=transform)
+    if plan.score_selection is not None:
+        dataset.keep_only(plan.score_selection.kept)
+    return dataset
 
 
-def test_dataset(config: Config, labels: Sequence[str], modality: str) -> LabeledDataset:
+def test_dataset(config: Config, labels: Sequence[str], modality: str, decode: bool = True) -> LabeledDataset:
     """The configured real dataset's test split, classes matched to the run's labels by name.
 
-    Samples of labels the run does not use are dropped, as from the train split.
+    Samples of labels the run does not use are dropped, as from the train split. Decoded samples
+    are kept in the run's data cache; ``decode=False`` only lists and checks them.
     """
-    dataset = match_labels(open_dataset(config.data, "test"), labels)
+    cache = RunLayout(config.run_dir).data_cache
+    dataset = match_labels(open_dataset(config.data, "test", cache=cache, decode=decode), labels)
     if input_kind(dataset.modality) != input_kind(modality):
         raise UserError(
             f"the test split of {config.data.dataset} holds {dataset.modality} but the shards hold {modality}; "

@@ -45,6 +45,8 @@ def _train(config: Config) -> dict[str, Any]:
     plan = preflight(config)
     prepare_run_dir(config)
     record_inputs(paths, plan)
+    if plan.score_selection is not None:
+        log.info("%s", plan.score_selection.describe())
     log.info(
         "pretrain: %d samples from %d shards, %d epochs of %d steps on %d ranks",
         plan.num_samples, len(plan.shard_files), config.pretrain.epochs, plan.steps_per_epoch, config.pretrain.ranks,
@@ -71,6 +73,7 @@ def record_inputs(paths: PretrainPaths, plan: TrainingPlan) -> None:
                 f"{len(plan.shard_files)} now); restore them, or remove {paths.folder} to start over"
             )
         return
-    durable.atomic_write_json(
-        paths.inputs, {"fingerprint": plan.fingerprint, "files": [str(path) for path in plan.shard_files]}
-    )
+    inputs: dict = {"fingerprint": plan.fingerprint, "files": [str(path) for path in plan.shard_files]}
+    if plan.score_selection is not None:
+        inputs["score_selection"] = plan.score_selection.summary()
+    durable.atomic_write_json(paths.inputs, inputs)

@@ -6,7 +6,8 @@ A synthesis folder (``RUN/synth/``, or any folder given to ``pretrain.shards``) 
   written before the first shard; shard ``k`` holds samples ``[k * S, min((k + 1) * S, total))``;
 - ``shard-KKKKK.h5``: one HDF5 file per shard with datasets ``x`` (uint8 ``N x H x W x C`` images,
   or int16/float32 ``N x T`` audio), ``y`` (int64 indices into the shard's labels), ``index``,
-  ``seed``, ``guidance``, ``prompt``, ``speaker``, and attributes ``labels`` (JSON list),
+  ``seed``, ``guidance``, ``prompt``, ``speaker``, with ``synth.score`` also ``score`` (float32
+  prompt-sample cosine) and ``embedding`` (float16 unit sample embedding), and attributes ``labels`` (JSON list),
   ``modality``, ``complete``, ``sample_rate`` (audio), the shard's ``start``/``stop`` and the
   provenance (generator, weights, config hash); no timestamps, so the same samples give the same
   bytes;

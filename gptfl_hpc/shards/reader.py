@@ -211,6 +211,38 @@ class ShardDataset(LabeledDataset):
             self._targets = self._read_targets()
         return self._targets
 
+    @property
+    def has_scores(self) -> bool:
+        """Whether every shard holds a ``score`` per sample (shards made with ``synth.score``)."""
+        return self.unscored_shard() is None
+
+    def unscored_shard(self) -> Optional[Path]:
+        """The first shard without a ``score`` dataset, or None."""
+        for header in self.headers:
+            with _open(header.path) as handle:
+                if "score" not in handle:
+                    return header.path
+        return None
+
+    def read_scores(self) -> np.ndarray:
+        """The ``score`` of every (kept) sample, aligned with ``targets``; float32."""
+        parts = []
+        for header in self.headers:
+            with _open(header.path) as handle:
+                if "score" not in handle:
+                    raise UserError(f"shard {header.path} holds no scores; make it with synth.score set")
+                parts.append(handle["score"][:].astype(np.float32))
+        every = np.concatenate(parts)
+        return every if self._positions is None else every[self._positions]
+
+    def keep_only(self, indices: np.ndarray) -> None:
+        """Keep only the samples at ``indices`` (ascending dataset indices), in that order."""
+        indices = np.asarray(indices, dtype=np.int64)
+        targets = self.targets
+        base = np.arange(int(self._ends[-1])) if self._positions is None else self._positions
+        self._positions = base[indices]
+        self._targets = targets[indices]
+
     def __getitem__(self, index: int) -> tuple[Any, int]:
         shard, local = self._locate(index)
         self._ensure_open()

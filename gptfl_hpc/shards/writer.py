@@ -26,7 +26,7 @@ import numpy as np
 
 from gptfl_hpc.durable import atomic_path, atomic_write_bytes
 
-FIELDS = ("x", "y", "index", "seed", "guidance", "prompt", "speaker")
+FIELDS = ("x", "y", "index", "seed", "guidance", "prompt", "speaker", "score", "embedding")
 _BLOCK = re.compile(r"^(\d{9})-(\d{9})\.npz$")
 _CHUNK_BYTES = 1 << 20  # about 1 MiB of samples per HDF5 chunk
 

@@ -6,8 +6,9 @@ from typing import Optional
 
 from pydantic import Field, model_validator
 
-from gptfl_hpc.schema import Section
+from gptfl_hpc.schema import Section, added
 from gptfl_hpc.synth.generators.config import GeneratorConfig
+from gptfl_hpc.synth.scoring.config import ScoreConfig
 
 
 class SynthConfig(Section):
@@ -23,6 +24,9 @@ class SynthConfig(Section):
     samples_per_shard: int = Field(1000, ge=1)
     tasks: int = Field(1, ge=1, description="array tasks; shards are split into this many groups")
     flush_every: int = Field(64, ge=1, description="samples per committed block; rounded up to whole batches")
+    score: Optional[ScoreConfig] = added(
+        None, description="score every sample against its prompt with a CLIP/CLAP model; null = no scores"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "SynthConfig":

@@ -49,14 +49,16 @@ log = logging.getLogger(__name__)
 #: The ``synth`` keys of how work is split and committed; they never change a sample, so they are
 #: not part of the identity.
 EXECUTION_KEYS = tuple(key.removeprefix("synth.") for key in stage_reads.EXECUTION_KEYS["synth"])
+#: Those and the keys only ``gptfl synth stats`` reads, as dotted config keys.
+NOT_IN_SAMPLES = stage_reads.EXECUTION_KEYS["synth"] + stage_reads.SUMMARY_KEYS["synth"]
 
 
 def synth_identity(config: Config) -> str:
-    """sha256 of what decides the samples: seed, labels, prompts and synth minus how work is split."""
-    science = config.science()
-    synth = {key: value for key, value in science["synth"].items() if key not in EXECUTION_KEYS}
+    """sha256 of what decides the samples (and their scores): seed, labels, prompts and synth minus
+    how work is split and what only summaries read."""
+    science = stage_reads.without_keys(config.science(), NOT_IN_SAMPLES)
     return sha256_json(
-        {"seed": science["seed"], "labels": science["labels"], "prompts": science["prompts"], "synth": synth}
+        {"seed": science["seed"], "labels": science["labels"], "prompts": science["prompts"], "synth": science["synth"]}
     )
 
 
@@ -75,6 +77,7 @@ class SynthJob:
     weights_dir: Path
     vocoder_dir: Optional[Path]
     provenance: dict[str, Any]
+    score_model: Optional[tuple[Any, Path]] = None  # (ScoreFamily, directory) when synth.score is set
 
     @property
     def folder(self) -> Path:
@@ -87,7 +90,7 @@ def planned_total(config: Config) -> int:
         return config.synth.count
     from gptfl_hpc.data.factory import open_dataset
 
-    train_size = len(open_dataset(config.data, "train"))
+    train_size = len(open_dataset(config.data, "train", decode=False))  # the count, nothing decoded
     return round(config.synth.multiplier * train_size)
 
 
@@ -133,6 +136,10 @@ def check(config: Config, prompts_pending: bool = False) -> Plan:
     plan = load_plan(config, len(labels))
     if config.synth.model.weights != "tiny":  # tiny weights are built by the first task, never missing
         check_weights(config.synth.model, *resolve_weights(config.synth.model, config.run_dir))
+    if config.synth.score is not None:
+        from gptfl_hpc.synth.scoring.kinds import check_score_model
+
+        check_score_model(config.synth.score, config.synth.model.modality, config.run_dir)
     return plan
 
 
@@ -154,11 +161,20 @@ def prepare(config: Config) -> SynthJob:
         "weights_revision": weights_revision(*[d for d in (weights_dir, vocoder_dir) if d is not None]),
         "config_hash": synth_identity(config),
     }
+    score_model = None
+    if config.synth.score is not None:
+        from gptfl_hpc.synth.scoring.kinds import ensure_score_model
+
+        score_model = ensure_score_model(config.synth.score, model.modality, config.run_dir)
+        # Only with scores on, so shards made without them keep their bytes.
+        provenance.update(score_model=config.synth.score.model or "tiny", score_kind=score_model[0].name,
+                          score_revision=weights_revision(score_model[1]))
     prepare_run_dir(config)  # after the checks: a refused config must not claim the run_dir
     folder = synth_dir(config)
     if not (folder / PLAN).is_file():
         atomic_write_json(folder / PLAN, {"plan": plan.summary(), "labels": labels, **provenance})
-    return SynthJob(config, plan, labels, [by_label[label] for label in labels], weights_dir, vocoder_dir, provenance)
+    return SynthJob(config, plan, labels, [by_label[label] for label in labels], weights_dir, vocoder_dir, provenance,
+                    score_model)
 
 
 def shard_attrs(job: SynthJob, shard: int, sample_rate: Optional[int]) -> dict[str, Any]:
@@ -241,17 +257,23 @@ def _make_shards(job: SynthJob, task: int) -> dict[str, Any]:
     from gptfl_hpc.synth.generators import load_generator
 
     generator = load_generator(model, config.data.image_size, job.weights_dir, job.vocoder_dir)
+    scorer = None
+    if job.score_model is not None:
+        from gptfl_hpc.synth.generators.runtime import resolve_device
+        from gptfl_hpc.synth.scoring.scorer import SampleScorer
+
+        scorer = SampleScorer(*job.score_model, resolve_device(model), generator.sample_rate)
     remaining = []
     for shard in todo:
         start, stop = plan.shard_range(shard)
         _remove_stale_temporaries(job, shard)
         remaining.append(stop - PartialShard(job.folder, shard, start, stop).committed())
     with open_tracker(config, f"synth-task-{task:05d}") as tracker:
-        return _make_todo(job, task, todo, remaining, result, generator, tracker)
+        return _make_todo(job, task, todo, remaining, result, generator, tracker, scorer)
 
 
 def _make_todo(job: SynthJob, task: int, todo: list[int], remaining: list[int], result: dict[str, Any],
-               generator: Any, tracker: Tracker) -> dict[str, Any]:
+               generator: Any, tracker: Tracker, scorer: Any = None) -> dict[str, Any]:
     """Generate the unfinished shards ``todo``, committing a block every ``flush_every`` samples; the
     tracker sees the task's samples done (its step, the same however often the task restarts) and
     the samples/s at each commit."""
@@ -272,7 +294,10 @@ def _make_todo(job: SynthJob, task: int, todo: list[int], remaining: list[int], 
             # Batches start at start + j * batch: the same batches however often the task restarts.
             end = min(cursor + batch, stop)
             specs = plan.specs(cursor, end, job.prompts)
-            pending.append(_as_arrays(specs, generator.generate(specs), model.kind == "speecht5"))
+            arrays = _as_arrays(specs, generator.generate(specs), model.kind == "speecht5")
+            if scorer is not None:
+                arrays.update(scorer.score([spec.prompt for spec in specs], arrays["x"]))
+            pending.append(arrays)
             progress.update(end - cursor)
             made += end - cursor
             cursor = end
