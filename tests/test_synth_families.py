@@ -267,3 +267,12 @@ def test_sigkill_mid_shard_then_rerun_gives_the_same_bytes(weights, tmp_path):
 def test_flux_refuses_a_negative_prompt(weights):
     with pytest.raises(UserError, match="set synth.model.negative_prompt: null"):
         load_generator(config("flux", weights["flux"], negative_prompt="blurry"), 12, weights["flux"])
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "configs" / "examples").glob("generator-*.yaml")),
+                         ids=lambda path: path.name)
+def test_generator_example_configs_validate(path, monkeypatch, capsys):
+    from gptfl_hpc.cli import main
+
+    monkeypatch.chdir(path.parents[2])  # relative paths in the examples are the repository's
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().err
