@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# GPU check, under 5 minutes: FL rounds/s on CUDA, sequential vs vectorized clients
-# (federate.vectorize), at cohorts 10 and 100 of the bench_fl workload. Prints the ratios and
-# their goals (>= 5x at cohort 10, >= 10x at cohort 100).
+# GPU check, under 8 minutes: FL rounds/s on CUDA, sequential vs vectorized clients
+# (federate.vectorize), at cohorts 10 and 100 of the bench_fl workload, with the ratios and their
+# goals (>= 5x at cohort 10, >= 10x at cohort 100); then synthesis images/s and estimated MFU of
+# an SD-2.1-sized UNet at 512^2 and SDXL's UNet at 1024^2, batch 16, 25 steps, bf16, random
+# weights built from config (benchmarks/bench_denoiser.py; `--tiny --cpu` dry-runs it anywhere).
 #
 #   bash benchmarks/gpu_check.sh
 #
@@ -27,3 +29,4 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 PYTHONUNBUFFERED=1 timeout 290 "$PYTHON" benchmarks/bench_fl.py --gpu --rounds 10 --repeats 1
+PYTHONUNBUFFERED=1 timeout 200 "$PYTHON" benchmarks/bench_denoiser.py --batch 16 --steps 25

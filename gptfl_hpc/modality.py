@@ -13,7 +13,7 @@ from gptfl_hpc.config import Config
 from gptfl_hpc.data.registry import dataset_names, dataset_reader
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.models.config import ModelName
-from gptfl_hpc.synth.generators.config import MODALITY as GENERATOR_MODALITY
+from gptfl_hpc.synth.generators.registry import GENERATORS
 
 #: Models that take log-mel features; every other model takes images.
 AUDIO_MODELS = ("audio_crnn",)
@@ -33,7 +33,7 @@ def model_input_kind(model_name: str) -> str:
 def _choices(key: str, kind: str) -> list[str]:
     """The values of ``key`` (``synth.model.kind``, ``model.name`` or ``data.dataset``) for ``kind`` input."""
     if key == "synth.model.kind":
-        return [name for name, modality in GENERATOR_MODALITY.items() if input_kind(modality) == kind]
+        return [name for name, cls in GENERATORS.items() if input_kind(cls.modality) == kind]
     if key == "model.name":
         return [name for name in get_args(ModelName) if model_input_kind(name) == kind]
     readers = [dataset_reader(name) for name in dataset_names()]

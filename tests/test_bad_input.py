@@ -100,6 +100,23 @@ def pipeline(*components: str) -> Callable[[Path], None]:
     return make
 
 
+def saved_pipeline(class_name: str, components: dict[str, dict], **unsaved: list) -> Callable[[Path], None]:
+    """A folder ``w/`` whose model_index.json names ``class_name`` and ``components`` (each saved as
+    ``NAME/config.json`` with the given content) plus ``unsaved`` entries without a folder."""
+
+    def make(folder: Path) -> None:
+        weights = folder / "w"
+        weights.mkdir()
+        document = {"_class_name": class_name, **unsaved}
+        for name, config in components.items():
+            document[name] = ["diffusers", "Component"]
+            (weights / name).mkdir()
+            (weights / name / "config.json").write_text(json.dumps(config))
+        (weights / "model_index.json").write_text(json.dumps(document))
+
+    return make
+
+
 def model_dir(architecture: str) -> Callable[[Path], None]:
     def make(folder: Path) -> None:
         (folder / "w").mkdir()
@@ -345,6 +362,22 @@ ROWS = {
     "weights component lacks config": Row("run {q} synth.model.weights={tmp}/w",
                                           "{tmp}/w/scheduler holds no config file",
                                           both(pipeline("unet", "vae"), file_at("w/scheduler/weights.bin"))),
+    "weights of an unsupported pipeline": Row("synth {q} synth.model.weights={tmp}/w",
+                                              "holds a KandinskyPipeline, but synth.model.kind needs one of the "
+                                              "supported classes: StableDiffusionPipeline, StableDiffusionXLPipeline",
+                                              saved_pipeline("KandinskyPipeline", {"unet": {}})),
+    "flux weights lack a component": Row("synth {q} synth.model.weights={tmp}/w synth.guidance=null",
+                                         "names the AutoencoderKL 'vae'",
+                                         saved_pipeline("FluxPipeline", {"transformer": {}}, vae=["diffusers", "AutoencoderKL"])),
+    "guidance for a distilled model": Row("synth {q} synth.model.weights={tmp}/w",
+                                          "are guidance-distilled without embedded guidance (e.g. FLUX.1 schnell); "
+                                          "set synth.guidance: null",
+                                          saved_pipeline("FluxPipeline", {"transformer": {"guidance_embeds": False}})),
+    "sd3 without its t5 encoder": Row("synth {q} synth.model.weights={tmp}/w",
+                                      "was saved without its T5 text encoder (text_encoder_3), but "
+                                      "synth.model.text_encoder_3 is true",
+                                      saved_pipeline("StableDiffusion3Pipeline", {"transformer": {}},
+                                                     text_encoder_3=[None, None], tokenizer_3=[None, None])),
     "score model of images for speech": Row("synth {q} synth.model.kind=speecht5 synth.count=10 "
                                             "synth.score.kind=clip synth.score.model={tmp}/w",
                                             "synth.score.kind clip scores image samples, but the generator makes "

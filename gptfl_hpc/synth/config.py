@@ -17,7 +17,10 @@ class SynthConfig(Section):
     model: GeneratorConfig = Field(default_factory=GeneratorConfig)
     multiplier: float = Field(1.0, gt=0, description="samples = multiplier x real training-set size")
     count: Optional[int] = Field(None, description="explicit number of samples; overrides multiplier")
-    guidance: tuple[float, float] = Field((1.0, 5.0), description="guidance scale drawn per sample from U[lo, hi]")
+    guidance: Optional[tuple[float, float]] = Field(
+        (1.0, 5.0), description="guidance scale drawn per sample from U[lo, hi]; null for guidance-distilled "
+        "models (their own fixed value, recorded per sample)"
+    )
     samples_per_shard: int = Field(1000, ge=1)
     tasks: int = Field(1, ge=1, description="array tasks; shards are split into this many groups")
     flush_every: int = Field(64, ge=1, description="samples per committed block; rounded up to whole batches")
@@ -27,7 +30,7 @@ class SynthConfig(Section):
 
     @model_validator(mode="after")
     def _check(self) -> "SynthConfig":
-        low, high = self.guidance
+        low, high = self.guidance if self.guidance is not None else (0.0, 0.0)
         if low > high:
             raise ValueError(f"synth.guidance [{low}, {high}] is inverted; write it as [low, high]")
         if low < 0:

@@ -96,6 +96,7 @@ def planned_total(config: Config) -> int:
 
 def compute_plan(config: Config, num_labels: int) -> Plan:
     from gptfl_hpc.synth.generators import num_speakers
+    from gptfl_hpc.synth.guidance_range import planned_guidance
 
     return make_plan(
         run_seed=config.seed,
@@ -103,7 +104,7 @@ def compute_plan(config: Config, num_labels: int) -> Plan:
         total=planned_total(config),
         samples_per_shard=config.synth.samples_per_shard,
         tasks=config.synth.tasks,
-        guidance=config.synth.guidance,
+        guidance=planned_guidance(config.synth),
         num_speakers=num_speakers(config.synth.model),
     )
 

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from gptfl_hpc.durable import atomic_directory
+from gptfl_hpc.synth import tiny_audio, tiny_image
 
 logger = logging.getLogger(__name__)
 
@@ -276,8 +277,64 @@ def build_audioldm(directory: Path) -> None:
     pipeline.save_pretrained(directory, safe_serialization=True)
 
 
+
+
+# --- VITS -------------------------------------------------------------------------------------
+
+
+def build_vits(directory: Path) -> None:
+    """A one-layer VITS (MMS-TTS's class) over a character vocabulary at 16 kHz, with a
+    HiFi-GAN hop of 64 samples and a stochastic duration predictor, as MMS-TTS has."""
+    import json
+    import tempfile
+
+    import torch
+    from transformers import VitsConfig, VitsModel, VitsTokenizer
+
+    characters = ["<pad>", "<unk>", " ", "'", *"abcdefghijklmnopqrstuvwxyz0123456789"]
+    with tempfile.TemporaryDirectory() as scratch:
+        vocab = Path(scratch) / "vocab.json"
+        vocab.write_text(json.dumps({c: i for i, c in enumerate(characters)}), encoding="utf-8")
+        # Characters as they are (MMS-TTS's non-English models): phonemizing needs espeak.
+        tokenizer = VitsTokenizer(str(vocab), phonemize=False, add_blank=True, normalize=True)
+    torch.manual_seed(TINY_SEED)
+    model = VitsModel(
+        VitsConfig(
+            vocab_size=len(characters),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            ffn_dim=32,
+            flow_size=16,
+            spectrogram_bins=17,
+            upsample_initial_channel=16,
+            upsample_rates=[4, 4, 4],
+            upsample_kernel_sizes=[8, 8, 8],
+            resblock_kernel_sizes=[3],
+            resblock_dilation_sizes=[[1, 3]],
+            duration_predictor_filter_channels=16,
+            duration_predictor_num_flows=2,
+            prior_encoder_num_flows=1,
+            prior_encoder_num_wavenet_layers=1,
+            posterior_encoder_num_wavenet_layers=1,
+            depth_separable_num_layers=1,
+            sampling_rate=16000,
+            pad_token_id=0,
+        )
+    )
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+
+
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "stable_diffusion": build_stable_diffusion,
+    "sdxl": tiny_image.build_sdxl,
+    "sd3": tiny_image.build_sd3,
+    "pixart": tiny_image.build_pixart,
+    "flux": tiny_image.build_flux,
     "speecht5": build_speecht5,
+    "vits": build_vits,
     "audioldm": build_audioldm,
+    "audioldm2": tiny_audio.build_audioldm2,
+    "stable_audio": tiny_audio.build_stable_audio,
 }

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from gptfl_hpc.errors import UserError
 from gptfl_hpc.synth.generators.base import Generator, SampleSpec
 from gptfl_hpc.synth.generators.config import GeneratorConfig
 from gptfl_hpc.synth.generators.weights import check_weights, resolve_weights, weights_revision
@@ -34,27 +33,12 @@ def load_generator(
 
     ``image_size`` is the side of the stored images (the real dataset's); audio generators ignore it.
     """
-    weights_dir = Path(weights_dir)
-    if config.kind == "stable_diffusion":
-        from gptfl_hpc.synth.generators.image import StableDiffusionGenerator
-
-        return StableDiffusionGenerator(config, image_size, weights_dir)
-    if config.kind == "speecht5":
-        from gptfl_hpc.synth.generators.speech import SpeechT5Generator
-
-        if vocoder_dir is None:
-            raise UserError("synth.model.vocoder is not set; SpeechT5 needs a SpeechT5HifiGan vocoder directory")
-        return SpeechT5Generator(config, weights_dir, Path(vocoder_dir))
-    if config.kind == "audioldm":
-        from gptfl_hpc.synth.generators.sound import AudioLDMGenerator
-
-        return AudioLDMGenerator(config, weights_dir)
-    raise UserError(f"synth.model.kind {config.kind!r} is unknown; use stable_diffusion, speecht5 or audioldm")
+    return config.generator(config, image_size, Path(weights_dir), None if vocoder_dir is None else Path(vocoder_dir))
 
 
 def num_speakers(config: GeneratorConfig) -> int:
     """Rows of the x-vector table the plan draws speakers from; 0 for generators without speakers."""
-    if config.kind != "speecht5":
+    if not config.generator.has_speakers:
         return 0
     from gptfl_hpc.synth.generators.speakers import load_speakers
 

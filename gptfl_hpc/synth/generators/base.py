@@ -1,12 +1,29 @@
-"""One small interface for every generator: planned samples in, a batch of array samples out."""
+"""One small interface for every generator: planned samples in, a batch of array samples out.
+
+A generator class also describes itself (kind, modality, the classes its weights are saved as,
+how it takes guidance), so the registry needs no table beside the classes. Family modules import
+torch, diffusers and transformers only when a generator is built: describing one stays torch-free.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Optional, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from gptfl_hpc.synth.generators.config import GeneratorConfig
+
+#: How a family takes guidance: a classifier-free scale per sample; a guidance value embedded in
+#: a guidance-distilled model (FLUX dev); none, being distilled without it (FLUX schnell), so a
+#: ``synth.guidance`` range is refused; or none by design (text-to-speech), where it is recorded only.
+CLASSIFIER_FREE, EMBEDDED, DISTILLED, NO_GUIDANCE = "classifier-free", "embedded", "distilled", "none"
+
+#: The audio datasets' rate (Speech Commands, ESC-50 as read): audio generators must make it.
+SAMPLE_RATE = 16000
 
 
 @dataclass(frozen=True)
@@ -29,8 +46,16 @@ class Generator(ABC):
     never on the other samples of the batch.
     """
 
-    kind: str
-    modality: str
+    kind: ClassVar[str]
+    modality: ClassVar[str]
+    #: The classes ``save_pretrained`` records for this family's weights (``model_index.json``'s
+    #: ``_class_name`` or a transformers config's ``architectures``).
+    saved_classes: ClassVar[tuple[str, ...]]
+    #: Audio length when ``synth.model.seconds`` is null (Speech Commands 1 s, ESC-50 5 s).
+    default_seconds: ClassVar[float] = 0.0
+    needs_vocoder: ClassVar[bool] = False
+    has_speakers: ClassVar[bool] = False
+
     sample_shape: tuple[int, ...]
     dtype: np.dtype
     sample_rate: Optional[int] = None
@@ -39,6 +64,24 @@ class Generator(ABC):
 
     def __init__(self) -> None:
         self.flagged: list[tuple[int, str]] = []  # (sample index, problem) for NaN / all-black outputs
+
+    @classmethod
+    def guidance_mode(cls, weights_dir: Optional[Path]) -> str:
+        """How these weights take guidance (read from their configs, never their tensors)."""
+        return CLASSIFIER_FREE
+
+    @classmethod
+    def fixed_guidance(cls, weights_dir: Optional[Path]) -> float:
+        """The guidance recorded per sample when ``synth.guidance`` is null."""
+        return 0.0
+
+    @classmethod
+    def check_saved(cls, config: GeneratorConfig, weights_dir: Path) -> None:
+        """Refuse saved weights this family cannot load as configured (reads index files only)."""
+
+    @classmethod
+    def check_embedded_guidance(cls, guidance: tuple[float, float]) -> None:
+        """Refuse a ``synth.guidance`` range outside what an embedded-guidance model was distilled on."""
 
     @abstractmethod
     def generate(self, specs: Sequence[SampleSpec]) -> np.ndarray:

@@ -5,17 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from gptfl_hpc.schema import Section
+from gptfl_hpc.schema import Section, added
+from gptfl_hpc.synth.generators.base import Generator
+from gptfl_hpc.synth.generators.registry import AUTO, DEFAULT_KIND, GENERATORS, SUPPORTED_CLASSES, kind_of_weights
 
-GeneratorKind = Literal["stable_diffusion", "speecht5", "audioldm"]
-
-#: The modality of the samples each generator makes (the shards' ``modality`` attribute).
-MODALITY = {"stable_diffusion": "image", "speecht5": "speech", "audioldm": "audio"}
-
-#: Default clip length per audio generator: Speech Commands clips are 1 s, ESC-50 clips 5 s.
-DEFAULT_SECONDS = {"speecht5": 1.0, "audioldm": 5.0}
+GeneratorKind = Literal[(AUTO, *GENERATORS)]  # type: ignore[valid-type]
 
 
 #: ``synth.model.weights`` values that name weights instead of a directory: a tiny random model
@@ -26,7 +22,10 @@ NAMED_WEIGHTS = ("tiny", "demo")
 class GeneratorConfig(Section):
     """A generator loaded with ``from_pretrained(<local dir>)``; ``tiny`` builds a random one offline."""
 
-    kind: GeneratorKind = "stable_diffusion"
+    kind: GeneratorKind = Field(
+        AUTO, description=f"generator family; auto reads the weights' model_index.json or config.json "
+        f"(supported: {SUPPORTED_CLASSES}); 'tiny' and 'demo' weights are {DEFAULT_KIND}"
+    )
     weights: str = Field(
         "tiny", description="local directory for from_pretrained, 'tiny' for a tiny random model, or 'demo' for the "
         "shipped demo generator (stable_diffusion only)"
@@ -41,6 +40,10 @@ class GeneratorConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(8, ge=1)
     num_threads: Optional[int] = Field(None, ge=1, description="CPU threads per task; fix it for bit-identical CPU output")
+    text_encoder_3: bool = added(
+        True, description="sd3: load the T5 text encoder; false runs without it (text_encoder_3=None)"
+    )
+    compile: bool = added(False, description="torch.compile the denoiser (UNet / transformer); channels_last on CUDA")
 
     @field_validator("weights", "vocoder", "speakers")
     @classmethod
@@ -51,10 +54,30 @@ class GeneratorConfig(Section):
         path = Path(value).expanduser().absolute()
         return path if isinstance(value, Path) else str(path)
 
+    @model_validator(mode="after")
+    def _resolve_auto(self) -> "GeneratorConfig":
+        # The resolved kind is what the run's identity records, so 'auto' and the kind it names
+        # are the same run. Weights that cannot be read stay 'auto' here; the weights checks then
+        # refuse them with the reason (missing folder, unsupported class, unreadable index).
+        if self.kind == AUTO:
+            kind = DEFAULT_KIND if self.weights in NAMED_WEIGHTS else kind_of_weights(Path(self.weights))
+            if kind is not None:
+                object.__setattr__(self, "kind", kind)
+        return self
+
+    @property
+    def generator(self) -> "type[Generator]":
+        """The generator class of ``kind``; 'auto' left unresolved raises the weights' problem."""
+        if self.kind == AUTO:
+            from gptfl_hpc.synth.generators.weights import require_supported
+
+            require_supported(Path(self.weights))
+        return GENERATORS[self.kind]
+
     @property
     def modality(self) -> str:
-        return MODALITY[self.kind]
+        return self.generator.modality
 
     @property
     def audio_seconds(self) -> float:
-        return self.seconds if self.seconds is not None else DEFAULT_SECONDS.get(self.kind, 0.0)
+        return self.seconds if self.seconds is not None else self.generator.default_seconds

@@ -15,7 +15,6 @@ from gptfl_hpc.synth.generators.guidance import GuidanceScales
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -100,3 +99,14 @@ def diffusion_arguments(config: GeneratorConfig, specs: Sequence[SampleSpec]) ->
         "output_type": "pt",
     }
 
+
+
+def compile_denoiser(pipeline: Any, name: str, config: GeneratorConfig, device: torch.device) -> None:
+    """``synth.model.compile``: ``torch.compile`` the pipeline's denoiser (its UNet or transformer),
+    the module every step runs; channels_last first on CUDA, where convolutions prefer it."""
+    if not config.compile:
+        return
+    module = getattr(pipeline, name)
+    if device.type == "cuda" and name == "unet":
+        module.to(memory_format=torch.channels_last)
+    module.compile(dynamic=False)  # in place: the pipeline keeps its module and its config

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
-import torch
 
 from gptfl_hpc.errors import UserError
-from gptfl_hpc.synth.generators.base import Generator, SampleSpec
-from gptfl_hpc.synth.generators.config import GeneratorConfig
-from gptfl_hpc.synth.generators.runtime import SAMPLE_RATE, apply_threads, resolve_device, resolve_dtype, to_pcm16
-from gptfl_hpc.synth.generators.speakers import load_speakers, speakers_path
-from gptfl_hpc.synth.generators.weights import SAVED_CLASS, VOCODER_CLASS, require_class, weights_revision
+from gptfl_hpc.synth.generators.base import NO_GUIDANCE, SAMPLE_RATE, Generator, SampleSpec
 
-MODEL_CLASS = SAVED_CLASS["speecht5"]
+if TYPE_CHECKING:
+    import torch
+
+    from gptfl_hpc.synth.generators.config import GeneratorConfig
 
 
 class SpeechT5Generator(Generator):
@@ -24,14 +22,31 @@ class SpeechT5Generator(Generator):
 
     kind = "speecht5"
     modality = "speech"
+    saved_classes = ("SpeechT5ForTextToSpeech",)
+    default_seconds = 1.0  # Speech Commands clips
+    needs_vocoder = True
+    has_speakers = True
     dtype = np.dtype(np.int16)
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, config: GeneratorConfig, weights_dir: Path, vocoder_dir: Path) -> None:
+    @classmethod
+    def guidance_mode(cls, weights_dir: Optional[Path]) -> str:
+        return NO_GUIDANCE
+
+    def __init__(
+        self, config: GeneratorConfig, image_size: int, weights_dir: Path, vocoder_dir: Optional[Path] = None
+    ) -> None:
         super().__init__()
+        import torch
         from transformers import SpeechT5ForTextToSpeech, SpeechT5HifiGan, SpeechT5Processor
 
-        require_class(weights_dir, MODEL_CLASS)
+        from gptfl_hpc.synth.generators.runtime import apply_threads, resolve_device, resolve_dtype
+        from gptfl_hpc.synth.generators.speakers import load_speakers
+        from gptfl_hpc.synth.generators.weights import VOCODER_CLASS, require_class, weights_revision
+
+        if vocoder_dir is None:
+            raise UserError("synth.model.vocoder is not set; SpeechT5 needs a SpeechT5HifiGan vocoder directory")
+        require_class(weights_dir, self.saved_classes)
         require_class(vocoder_dir, VOCODER_CLASS, key="synth.model.vocoder")
         apply_threads(config)
         self.config = config
@@ -69,8 +84,11 @@ class SpeechT5Generator(Generator):
         """One ``generate_speech`` call per sample, each under its own seed: float waveforms."""
         return [self.speak(spec) for spec in specs]
 
-    @torch.no_grad()
     def speak(self, spec: SampleSpec) -> torch.Tensor:
+        import torch
+
+        from gptfl_hpc.synth.generators.speakers import speakers_path
+
         if not 0 <= spec.speaker < self.num_speakers:
             raise UserError(
                 f"sample {spec.index} asks for speaker {spec.speaker}, but {speakers_path(self.config)} holds "
@@ -86,7 +104,7 @@ class SpeechT5Generator(Generator):
         # SpeechT5's decoder prenet applies dropout even in eval mode (Tacotron 2's trick), drawn
         # from the global RNG: seed it per sample, and restore the caller's stream afterwards.
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
             torch.manual_seed(spec.seed)
             return self.model.generate_speech(
                 input_ids,
@@ -97,5 +115,7 @@ class SpeechT5Generator(Generator):
             )
 
     def generate(self, specs: Sequence[SampleSpec]) -> np.ndarray:
+        from gptfl_hpc.synth.generators.runtime import apply_threads, to_pcm16
+
         apply_threads(self.config)
         return to_pcm16(self.raw_call(specs), self.length, specs, self.flagged)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Optional
 
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.layout import RunLayout
 from gptfl_hpc.synth.generators.config import GeneratorConfig
+from gptfl_hpc.synth.generators.registry import SUPPORTED_CLASSES
+from gptfl_hpc.synth.generators.saved import read_json as _read_json
+from gptfl_hpc.synth.generators.saved import saved_class
 from gptfl_hpc.synth.tiny import VOCODER_SUBDIR, ensure_tiny
 
 #: How a user gets weights, appended to every "missing weights" message.
@@ -35,6 +37,7 @@ def resolve_weights(config: GeneratorConfig, run_dir: Path) -> tuple[Path, Optio
     HiFi-GAN in a ``vocoder`` subfolder, used unless ``synth.model.vocoder`` names another one.
     ``demo`` is the shipped demo generator, a Stable Diffusion pipeline.
     """
+    generator = config.generator
     if config.weights == DEMO:
         if config.kind != "stable_diffusion":
             raise UserError(
@@ -44,11 +47,11 @@ def resolve_weights(config: GeneratorConfig, run_dir: Path) -> tuple[Path, Optio
         weights, tiny_vocoder = DEMO_WEIGHTS, None
     elif config.weights == "tiny":
         weights = ensure_tiny(config.kind, RunLayout(Path(run_dir).resolve()).weights / f"tiny-{config.kind}")
-        tiny_vocoder = weights / VOCODER_SUBDIR if config.kind == "speecht5" else None
+        tiny_vocoder = weights / VOCODER_SUBDIR if generator.needs_vocoder else None
     else:
         weights = Path(config.weights).expanduser().resolve()
         tiny_vocoder = None
-    if config.kind != "speecht5":
+    if not generator.needs_vocoder:
         return weights, None
     if config.vocoder is not None:
         return weights, Path(config.vocoder).expanduser().resolve()
@@ -61,21 +64,21 @@ def resolve_weights(config: GeneratorConfig, run_dir: Path) -> tuple[Path, Optio
     return weights, tiny_vocoder
 
 
-#: The class each generator kind loads, as ``save_pretrained`` records it.
-SAVED_CLASS = {
-    "stable_diffusion": "StableDiffusionPipeline",
-    "speecht5": "SpeechT5ForTextToSpeech",
-    "audioldm": "AudioLDMPipeline",
-}
 VOCODER_CLASS = "SpeechT5HifiGan"
 
 
 def check_weights(config: GeneratorConfig, weights_dir: Path, vocoder_dir: Optional[Path]) -> None:
     """Refuse missing or wrong weights before any job starts (reads only small index files)."""
-    require_class(weights_dir, SAVED_CLASS[config.kind])
+    require_class(weights_dir, config.generator.saved_classes)
     require_components(weights_dir)
+    config.generator.check_saved(config, weights_dir)
     if vocoder_dir is not None:
         require_class(vocoder_dir, VOCODER_CLASS, key="synth.model.vocoder")
+
+
+def require_supported(directory: Path) -> None:
+    """Raise the one-line reason ``synth.model.kind: auto`` cannot tell the family of ``directory``."""
+    require_class(directory, tuple(SUPPORTED_CLASSES.split(", ")))
 
 
 def require_components(directory: Path) -> None:
@@ -96,8 +99,10 @@ def require_components(directory: Path) -> None:
             )
 
 
-def require_class(directory: Path, expected: str, key: str = "synth.model.weights") -> None:
+def require_class(directory: Path, expected: str | tuple[str, ...], key: str = "synth.model.weights") -> None:
     """Raise a one-line ``UserError`` unless ``directory`` holds a saved ``expected`` (pipeline or model)."""
+    accepted = (expected,) if isinstance(expected, str) else tuple(expected)
+    expected = " or ".join(accepted)
     if not directory.exists():
         raise UserError(f"{key}: {directory} does not exist; {HOW_TO_PROVIDE}")
     if not directory.is_dir():
@@ -108,34 +113,16 @@ def require_class(directory: Path, expected: str, key: str = "synth.model.weight
             f"{key}: {directory} holds no model_index.json or config.json, so it is not a saved {expected}; "
             f"{HOW_TO_PROVIDE}"
         )
-    if found != expected:
+    if found not in accepted and len(accepted) > 2:  # kind auto: any supported class
+        raise UserError(
+            f"{key}: {directory} holds a {found}, but synth.model.kind needs one of the supported classes: "
+            f"{', '.join(accepted)}; point it at weights of one of them"
+        )
+    if found not in accepted:
         raise UserError(
             f"{key}: {directory} holds a {found}, but synth.model.kind needs a {expected}; "
             f"point it at a {expected} directory, or change synth.model.kind"
         )
-
-
-def saved_class(directory: Path) -> Optional[str]:
-    """The class a ``save_pretrained`` directory was written by, read from its index or config."""
-    index = directory / "model_index.json"  # a diffusers pipeline
-    if index.is_file():
-        return _read_json(index).get("_class_name")
-    config = directory / "config.json"  # a single transformers or diffusers model
-    if config.is_file():
-        content = _read_json(config)
-        architectures = content.get("architectures") or []
-        return architectures[0] if architectures else content.get("_class_name")
-    return None
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path} is not readable JSON ({exc}); re-download or re-save the weights") from exc
-    if not isinstance(content, dict):
-        raise UserError(f"{path} does not hold a JSON object; re-download or re-save the weights")
-    return content
 
 
 def weights_revision(*directories: Path) -> str:
