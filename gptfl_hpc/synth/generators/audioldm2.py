@@ -1,47 +1,24 @@
 """Text-to-audio with diffusers' ``AudioLDM2Pipeline`` and the DPM-Solver++ scheduler: CLAP and
 T5 prompts, GPT-2-generated conditioning, one waveform per prompt (no CLAP re-ranking), one
-sample per pipeline call."""
+sample per pipeline call. Loaded and checked as AudioLDM is (``sound``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from gptfl_hpc.errors import UserError
-from gptfl_hpc.synth.generators.base import SAMPLE_RATE, AudioGenerator, SampleSpec
+from gptfl_hpc.synth.generators.base import SampleSpec
+from gptfl_hpc.synth.generators.sound import AudioLDMGenerator
 
 if TYPE_CHECKING:
     import torch
 
-    from gptfl_hpc.synth.generators.config import GeneratorConfig
 
-
-class AudioLDM2Generator(AudioGenerator):
+class AudioLDM2Generator(AudioLDMGenerator):
     """Prompts -> int16 PCM ``(N, seconds * 16000)``, each from its own seed and guidance scale."""
 
     kind = "audioldm2"
-    modality = "audio"
     saved_classes = ("AudioLDM2Pipeline",)
-    default_seconds = 5.0  # ESC-50 clips
-
-    def __init__(
-        self, config: GeneratorConfig, image_size: int, weights_dir: Path, vocoder_dir: Optional[Path] = None
-    ) -> None:
-        super().__init__()
-        from diffusers import AudioLDM2Pipeline
-
-        from gptfl_hpc.synth.generators.runtime import compile_denoiser, use_dpm_solver
-
-        self._start(config, weights_dir)
-        pipeline = AudioLDM2Pipeline.from_pretrained(weights_dir, dtype=self.torch_dtype)
-        if pipeline.vocoder.config.sampling_rate != SAMPLE_RATE:
-            raise UserError(
-                f"synth.model.weights: {weights_dir} makes {pipeline.vocoder.config.sampling_rate} Hz audio; "
-                f"the sound datasets are {SAMPLE_RATE} Hz, use a {SAMPLE_RATE} Hz AudioLDM 2 checkpoint"
-            )
-        self.pipeline = use_dpm_solver(pipeline, self.device)
-        compile_denoiser(self.pipeline, "unet", config, self.device)
-        self._set_clip(config.audio_seconds)
+    family_name = "AudioLDM 2"
 
     def raw_call(self, specs: Sequence[SampleSpec]) -> list[torch.Tensor]:
         """One pipeline call per sample: float waveforms. AudioLDM 2 pads its T5 prompts to the

@@ -21,21 +21,24 @@ class AudioLDMGenerator(AudioGenerator):
     modality = "audio"
     saved_classes = ("AudioLDMPipeline",)
     default_seconds = 5.0  # ESC-50 clips
+    #: The family's name in messages.
+    family_name = "AudioLDM"
 
     def __init__(
         self, config: GeneratorConfig, image_size: int, weights_dir: Path, vocoder_dir: Optional[Path] = None
     ) -> None:
         super().__init__()
-        from diffusers import AudioLDMPipeline
+        import diffusers
 
         from gptfl_hpc.synth.generators.runtime import compile_denoiser, use_dpm_solver
 
         self._start(config, weights_dir)
-        pipeline = AudioLDMPipeline.from_pretrained(weights_dir, dtype=self.torch_dtype)
+        pipeline_class = getattr(diffusers, self.saved_classes[0])
+        pipeline = pipeline_class.from_pretrained(weights_dir, dtype=self.torch_dtype)
         if pipeline.vocoder.config.sampling_rate != SAMPLE_RATE:
             raise UserError(
                 f"synth.model.weights: {weights_dir} makes {pipeline.vocoder.config.sampling_rate} Hz audio; "
-                f"the sound datasets are {SAMPLE_RATE} Hz, use a {SAMPLE_RATE} Hz AudioLDM checkpoint"
+                f"the sound datasets are {SAMPLE_RATE} Hz, use a {SAMPLE_RATE} Hz {self.family_name} checkpoint"
             )
         self.pipeline = use_dpm_solver(pipeline, self.device)
         compile_denoiser(self.pipeline, "unet", config, self.device)
