@@ -18,19 +18,29 @@ from typing import Callable
 
 import numpy as np
 
-from gptfl_hpc.durable import atomic_directory
 from gptfl_hpc.synth import tiny_audio, tiny_image
+from gptfl_hpc.synth.tiny_parts import (
+    ASSETS,
+    TEXT_LENGTH,
+    TINY_SEED,
+    TINY_VOCODER_INIT,
+    UNET_LAYOUT,
+    audioldm_scheduler,
+    audioldm_vocoder,
+    build_once,
+    clap_text_config,
+    clip_text_config,
+    clip_tokenizer,
+    dpm_solver_scheduler,
+    image_vae,
+    mel_vae,
+    roberta_tokenizer,
+)
 
 logger = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "tiny"
 TINY_XVECTORS = ASSETS / "xvectors.npy"
-TINY_SEED = 0
-TEXT_LENGTH = 77  # tokens per prompt, as in Stable Diffusion and AudioLDM
 VOCODER_SUBDIR = "vocoder"  # speecht5: the HiFi-GAN lives beside the acoustic model
-# HiFi-GAN's default init (std 0.01) makes a random vocoder output ~1e-8, i.e. silence in int16;
-# this std gives audible noise of roughly unit scale, as a trained vocoder would.
-TINY_VOCODER_INIT = 0.15
 
 
 def ensure_tiny(kind: str, directory: Path) -> Path:
@@ -43,16 +53,7 @@ def ensure_tiny(kind: str, directory: Path) -> Path:
     if kind not in BUILDERS:
         raise ValueError(f"no tiny model for generator kind {kind!r}; known: {sorted(BUILDERS)}")
     directory = Path(directory)
-    if directory.is_dir():
-        return directory
-
-    def build(staging: Path) -> None:
-        import torch
-
-        with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
-            BUILDERS[kind](staging)
-
-    if atomic_directory(directory, build):
+    if build_once(directory, BUILDERS[kind]):
         logger.info("built tiny %s generator in %s", kind, directory)
     return directory
 
@@ -64,59 +65,20 @@ def build_stable_diffusion(directory: Path) -> None:
     """A two-level UNet on 4-channel latents, a VAE with scale factor 2 (so 32x32 images from
     16x16 latents), a CLIP text encoder over a byte-level vocabulary; no safety checker."""
     import torch
-    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
 
-    tokenizer = CLIPTokenizer.from_pretrained(ASSETS / "clip", model_max_length=TEXT_LENGTH)
+    tokenizer = clip_tokenizer()
     torch.manual_seed(TINY_SEED)
-    unet = UNet2DConditionModel(
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=2,
-        norm_num_groups=4,
-    )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(8, 16),
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=32,
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=TEXT_LENGTH,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
-    scheduler = DPMSolverMultistepScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        algorithm_type="dpmsolver++",
-        steps_offset=1,
-    )
+    unet = UNet2DConditionModel(sample_size=16, **UNET_LAYOUT, cross_attention_dim=32, attention_head_dim=2)
+    vae = image_vae(4)
+    text_encoder = CLIPTextModel(clip_text_config(tokenizer))
     pipeline = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=scheduler,
+        scheduler=dpm_solver_scheduler(),
         safety_checker=None,
         feature_extractor=None,
         image_encoder=None,
@@ -200,83 +162,33 @@ def build_audioldm(directory: Path) -> None:
     embedding, as in AudioLDM), a 1-channel mel VAE with scale factor 2, and a HiFi-GAN with
     AudioLDM's hop of 160 samples at 16 kHz over 16 mel bins; a DDIM scheduler as shipped."""
     import torch
-    from diffusers import AudioLDMPipeline, AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import (
-        ClapTextConfig,
-        ClapTextModelWithProjection,
-        RobertaTokenizer,
-        SpeechT5HifiGan,
-        SpeechT5HifiGanConfig,
-    )
+    from diffusers import AudioLDMPipeline, UNet2DConditionModel
+    from transformers import ClapTextModelWithProjection
 
-    tokenizer = RobertaTokenizer.from_pretrained(ASSETS / "roberta", model_max_length=TEXT_LENGTH)
+    tokenizer = roberta_tokenizer()
     projection_dim = 8
     mel_bins = 16
     torch.manual_seed(TINY_SEED)
     unet = UNet2DConditionModel(
         sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        **UNET_LAYOUT,
         cross_attention_dim=(8, 16),
         class_embed_type="simple_projection",
         projection_class_embeddings_input_dim=projection_dim,
         class_embeddings_concat=True,
-        norm_num_groups=4,
     )
-    vae = AutoencoderKL(
-        in_channels=1,
-        out_channels=1,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(8, 16),
-        latent_channels=4,
-        norm_num_groups=4,
-    )
-    text_encoder = ClapTextModelWithProjection(
-        ClapTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=16,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            projection_dim=projection_dim,
-            max_position_embeddings=TEXT_LENGTH + tokenizer.pad_token_id + 1,  # RoBERTa positions start after pad
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-    )
-    vocoder = SpeechT5HifiGan(
-        SpeechT5HifiGanConfig(
-            model_in_dim=mel_bins,
-            sampling_rate=16000,
-            upsample_initial_channel=16,
-            upsample_rates=[10, 4, 4],
-            upsample_kernel_sizes=[20, 8, 8],
-            resblock_kernel_sizes=[3],
-            resblock_dilation_sizes=[[1, 3]],
-            normalize_before=False,
-            initializer_range=TINY_VOCODER_INIT,
-        )
-    )
-    scheduler = DDIMScheduler(
-        beta_start=0.0015,
-        beta_end=0.0195,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    vae = mel_vae()
+    text_encoder = ClapTextModelWithProjection(clap_text_config(tokenizer, projection_dim, num_hidden_layers=2))
+    vocoder = audioldm_vocoder(mel_bins)
     pipeline = AudioLDMPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler, vocoder=vocoder
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=audioldm_scheduler(),
+        vocoder=vocoder,
     )
     pipeline.save_pretrained(directory, safe_serialization=True)
-
-
 
 
 # --- VITS -------------------------------------------------------------------------------------

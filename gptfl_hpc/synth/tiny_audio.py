@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gptfl_hpc.synth.tiny_image import TINY_SEED, WIDTH, t5_encoder, t5_tokenizer
+from gptfl_hpc.synth.tiny_image import WIDTH, t5_encoder, t5_tokenizer
+from gptfl_hpc.synth.tiny_parts import (
+    TEXT_LENGTH,
+    TINY_SEED,
+    UNET_LAYOUT,
+    audioldm_scheduler,
+    audioldm_vocoder,
+    clap_text_config,
+    mel_vae,
+    roberta_tokenizer,
+)
 
 #: Stable Audio's tiny DiT sees this many latent frames, the longest clip it makes: 512 frames x
 #: a hop of 32 samples at 16 kHz = 1.024 s.
@@ -67,44 +77,20 @@ def build_audioldm2(directory: Path) -> None:
     projection into GPT-2, which generates the 8 conditioning vectors, a UNet cross-attending to
     them and to T5, a 1-channel mel VAE and a HiFi-GAN with AudioLDM's hop of 160 at 16 kHz."""
     import torch
-    from diffusers import AudioLDM2Pipeline, AutoencoderKL, DDIMScheduler
+    from diffusers import AudioLDM2Pipeline
     from diffusers.pipelines.audioldm2.modeling_audioldm2 import (
         AudioLDM2ProjectionModel,
         AudioLDM2UNet2DConditionModel,
     )
-    from transformers import (
-        ClapAudioConfig,
-        ClapConfig,
-        ClapFeatureExtractor,
-        ClapModel,
-        ClapTextConfig,
-        GPT2Config,
-        GPT2LMHeadModel,
-        RobertaTokenizer,
-        SpeechT5HifiGan,
-        SpeechT5HifiGanConfig,
-    )
+    from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, GPT2Config, GPT2LMHeadModel
 
-    from gptfl_hpc.synth.tiny import ASSETS, TEXT_LENGTH, TINY_VOCODER_INIT
-
-    tokenizer = RobertaTokenizer.from_pretrained(ASSETS / "roberta", model_max_length=TEXT_LENGTH)
+    tokenizer = roberta_tokenizer()
     tokenizer_2 = t5_tokenizer()
     clap_dim, gpt_dim, mel_bins = 8, 16, 16
     torch.manual_seed(TINY_SEED)
     text_encoder = ClapModel(
         ClapConfig(
-            text_config=ClapTextConfig(
-                vocab_size=len(tokenizer),
-                hidden_size=16,
-                intermediate_size=37,
-                num_hidden_layers=1,
-                num_attention_heads=2,
-                projection_dim=clap_dim,
-                max_position_embeddings=TEXT_LENGTH + tokenizer.pad_token_id + 1,
-                pad_token_id=tokenizer.pad_token_id,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            ),
+            text_config=clap_text_config(tokenizer, clap_dim, num_hidden_layers=1),
             audio_config=ClapAudioConfig(
                 spec_size=8,
                 window_size=4,
@@ -134,46 +120,10 @@ def build_audioldm2(directory: Path) -> None:
         text_encoder_dim=clap_dim, text_encoder_1_dim=WIDTH, langauge_model_dim=gpt_dim
     )
     unet = AudioLDM2UNet2DConditionModel(
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=([None, gpt_dim, WIDTH], [None, gpt_dim, WIDTH]),
-        norm_num_groups=4,
+        sample_size=32, **UNET_LAYOUT, cross_attention_dim=([None, gpt_dim, WIDTH], [None, gpt_dim, WIDTH])
     )
-    vae = AutoencoderKL(
-        in_channels=1,
-        out_channels=1,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(8, 16),
-        latent_channels=4,
-        norm_num_groups=4,
-    )
-    vocoder = SpeechT5HifiGan(
-        SpeechT5HifiGanConfig(
-            model_in_dim=mel_bins,
-            sampling_rate=16000,
-            upsample_initial_channel=16,
-            upsample_rates=[10, 4, 4],
-            upsample_kernel_sizes=[20, 8, 8],
-            resblock_kernel_sizes=[3],
-            resblock_dilation_sizes=[[1, 3]],
-            normalize_before=False,
-            initializer_range=TINY_VOCODER_INIT,
-        )
-    )
-    scheduler = DDIMScheduler(
-        beta_start=0.0015,
-        beta_end=0.0195,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    vae = mel_vae()
+    vocoder = audioldm_vocoder(mel_bins)
     pipeline = AudioLDM2Pipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -184,7 +134,7 @@ def build_audioldm2(directory: Path) -> None:
         tokenizer_2=tokenizer_2,
         feature_extractor=ClapFeatureExtractor(),
         unet=unet,
-        scheduler=scheduler,
+        scheduler=audioldm_scheduler(),
         vocoder=vocoder,
     )
     pipeline.save_pretrained(directory, safe_serialization=True)

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "tiny"
-TINY_SEED = 0
-CLIP_LENGTH = 77  # tokens per CLIP prompt, as in every family here
+from gptfl_hpc.synth.tiny_parts import (
+    ASSETS,
+    TINY_SEED,
+    UNET_LAYOUT,
+    clip_text_config,
+    clip_tokenizer,
+    dpm_solver_scheduler,
+    image_vae,
+)
+
 T5_LENGTH = 32  # tokens per T5 prompt: real models take 120-512; the tiny ones need few
 WIDTH = 32  # text embedding width of every tiny text encoder
-
-
-def clip_tokenizer():
-    from transformers import CLIPTokenizer
-
-    return CLIPTokenizer.from_pretrained(ASSETS / "clip", model_max_length=CLIP_LENGTH)
 
 
 def t5_tokenizer():
@@ -29,20 +30,9 @@ def t5_tokenizer():
 
 
 def clip_text_encoder(tokenizer, projection: bool, hidden: int = WIDTH):
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-    config = CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=CLIP_LENGTH,
-        projection_dim=hidden,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    config = clip_text_config(tokenizer, hidden, projection_dim=hidden)
     return CLIPTextModelWithProjection(config) if projection else CLIPTextModel(config)
 
 
@@ -65,27 +55,11 @@ def t5_encoder(tokenizer):
     )
 
 
-def vae(latent_channels: int, **extra):
-    from diffusers import AutoencoderKL
-
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(8, 16),
-        latent_channels=latent_channels,
-        norm_num_groups=4,
-        sample_size=32,
-        **extra,
-    )
-
-
 def build_sdxl(directory: Path) -> None:
     """SDXL's two CLIP encoders (the second with a projection, whose pooled output and the
     micro-conditioning sizes feed the UNet's added embedding)."""
     import torch
-    from diffusers import DPMSolverMultistepScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
 
     tokenizer = clip_tokenizer()
     torch.manual_seed(TINY_SEED)
@@ -94,31 +68,22 @@ def build_sdxl(directory: Path) -> None:
     time_ids_dim = 8
     unet = UNet2DConditionModel(
         sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        **UNET_LAYOUT,
         cross_attention_dim=2 * WIDTH,  # both encoders' hidden states, concatenated
         attention_head_dim=2,
-        norm_num_groups=4,
         addition_embed_type="text_time",
         addition_time_embed_dim=time_ids_dim,
         projection_class_embeddings_input_dim=WIDTH + 6 * time_ids_dim,  # pooled text + 6 size numbers
         transformer_layers_per_block=1,
     )
-    scheduler = DPMSolverMultistepScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", algorithm_type="dpmsolver++", steps_offset=1
-    )
     pipeline = StableDiffusionXLPipeline(
-        vae=vae(4),
+        vae=image_vae(4),
         text_encoder=text_encoder,
         text_encoder_2=text_encoder_2,
         tokenizer=tokenizer,
         tokenizer_2=tokenizer,
         unet=unet,
-        scheduler=scheduler,
+        scheduler=dpm_solver_scheduler(),
         add_watermarker=False,
     )
     pipeline.save_pretrained(directory, safe_serialization=True)
@@ -148,7 +113,7 @@ def build_sd3(directory: Path) -> None:
     pipeline = StableDiffusion3Pipeline(
         transformer=transformer,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-        vae=vae(16, shift_factor=0.0609, scaling_factor=1.5305),
+        vae=image_vae(16, shift_factor=0.0609, scaling_factor=1.5305),
         text_encoder=clip_text_encoder(tokenizer, projection=True),
         tokenizer=tokenizer,
         text_encoder_2=clip_text_encoder(tokenizer, projection=True),
@@ -181,7 +146,7 @@ def build_pixart(directory: Path) -> None:
     pipeline = PixArtSigmaPipeline(
         tokenizer=tokenizer,
         text_encoder=t5_encoder(tokenizer),
-        vae=vae(4),
+        vae=image_vae(4),
         transformer=transformer,
         scheduler=DPMSolverMultistepScheduler(),
     )
@@ -211,7 +176,7 @@ def build_flux(directory: Path) -> None:
     )
     pipeline = FluxPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(),
-        vae=vae(4, shift_factor=0.0, scaling_factor=1.0),
+        vae=image_vae(4, shift_factor=0.0, scaling_factor=1.0),
         text_encoder=clip_text_encoder(tokenizer, projection=False),
         tokenizer=tokenizer,
         text_encoder_2=t5_encoder(tokenizer_2),

@@ -1,66 +1,24 @@
 """Text-to-audio with diffusers' ``AudioLDM2Pipeline`` and the DPM-Solver++ scheduler: CLAP and
 T5 prompts, GPT-2-generated conditioning, one waveform per prompt (no CLAP re-ranking), one
-sample per pipeline call."""
+sample per pipeline call. Loaded and checked as AudioLDM is (``sound``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import numpy as np
-
-from gptfl_hpc.errors import UserError
-from gptfl_hpc.synth.generators.base import SAMPLE_RATE, Generator, SampleSpec
+from gptfl_hpc.synth.generators.base import SampleSpec
+from gptfl_hpc.synth.generators.sound import AudioLDMGenerator
 
 if TYPE_CHECKING:
     import torch
 
-    from gptfl_hpc.synth.generators.config import GeneratorConfig
 
-
-class AudioLDM2Generator(Generator):
+class AudioLDM2Generator(AudioLDMGenerator):
     """Prompts -> int16 PCM ``(N, seconds * 16000)``, each from its own seed and guidance scale."""
 
     kind = "audioldm2"
-    modality = "audio"
     saved_classes = ("AudioLDM2Pipeline",)
-    default_seconds = 5.0  # ESC-50 clips
-    dtype = np.dtype(np.int16)
-    sample_rate = SAMPLE_RATE
-
-    def __init__(
-        self, config: GeneratorConfig, image_size: int, weights_dir: Path, vocoder_dir: Optional[Path] = None
-    ) -> None:
-        super().__init__()
-        from diffusers import AudioLDM2Pipeline
-
-        from gptfl_hpc.synth.generators.runtime import (
-            apply_threads,
-            compile_denoiser,
-            resolve_device,
-            resolve_dtype,
-            use_dpm_solver,
-        )
-        from gptfl_hpc.synth.generators.weights import require_class, weights_revision
-
-        require_class(weights_dir, self.saved_classes)
-        apply_threads(config)
-        self.config = config
-        self.device = resolve_device(config)
-        self.torch_dtype = resolve_dtype(config, self.device)
-        pipeline = AudioLDM2Pipeline.from_pretrained(weights_dir, dtype=self.torch_dtype)
-        if pipeline.vocoder.config.sampling_rate != SAMPLE_RATE:
-            raise UserError(
-                f"synth.model.weights: {weights_dir} makes {pipeline.vocoder.config.sampling_rate} Hz audio; "
-                f"the sound datasets are {SAMPLE_RATE} Hz, use a {SAMPLE_RATE} Hz AudioLDM 2 checkpoint"
-            )
-        self.pipeline = use_dpm_solver(pipeline, self.device)
-        compile_denoiser(self.pipeline, "unet", config, self.device)
-        self.seconds = config.audio_seconds
-        self.length = int(round(self.seconds * SAMPLE_RATE))
-        self.sample_shape = (self.length,)
-        self.weights = config.weights
-        self.revision = weights_revision(weights_dir)
+    family_name = "AudioLDM 2"
 
     def raw_call(self, specs: Sequence[SampleSpec]) -> list[torch.Tensor]:
         """One pipeline call per sample: float waveforms. AudioLDM 2 pads its T5 prompts to the
@@ -73,9 +31,3 @@ class AudioLDM2Generator(Generator):
             arguments = {**diffusion_arguments(self.config, [spec]), "output_type": "pt"}
             waves.append(self.pipeline(audio_length_in_s=self.seconds, **arguments).audios[0])
         return waves
-
-    def generate(self, specs: Sequence[SampleSpec]) -> np.ndarray:
-        from gptfl_hpc.synth.generators.runtime import apply_threads, to_pcm16
-
-        apply_threads(self.config)
-        return to_pcm16(self.raw_call(specs), self.length, specs, self.flagged)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Optional, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Optional, Sequence
 
 import numpy as np
 
@@ -65,6 +65,25 @@ class Generator(ABC):
     def __init__(self) -> None:
         self.flagged: list[tuple[int, str]] = []  # (sample index, problem) for NaN / all-black outputs
 
+    def _start(self, config: GeneratorConfig, weights_dir: Path, vocoder_dir: Optional[Path] = None) -> None:
+        """What every family does before loading its pipeline: refuse weights (and a vocoder, when
+        given) saved as another class, apply the thread settings, and set ``config``, ``device``,
+        ``torch_dtype``, ``weights`` and ``revision`` (the fingerprint of the weights and vocoder)."""
+        from gptfl_hpc.synth.generators.runtime import apply_threads, resolve_device, resolve_dtype
+        from gptfl_hpc.synth.generators.weights import VOCODER_CLASS, require_class, weights_revision
+
+        require_class(weights_dir, self.saved_classes)
+        folders = [weights_dir]
+        if vocoder_dir is not None:
+            require_class(vocoder_dir, VOCODER_CLASS, key="synth.model.vocoder")
+            folders.append(vocoder_dir)
+        apply_threads(config)
+        self.config = config
+        self.device = resolve_device(config)
+        self.torch_dtype = resolve_dtype(config, self.device)
+        self.weights = config.weights
+        self.revision = weights_revision(*folders)
+
     @classmethod
     def guidance_mode(cls, weights_dir: Optional[Path]) -> str:
         """How these weights take guidance (read from their configs, never their tensors)."""
@@ -86,3 +105,27 @@ class Generator(ABC):
     @abstractmethod
     def generate(self, specs: Sequence[SampleSpec]) -> np.ndarray:
         """The samples for ``specs``, in order."""
+
+
+class AudioGenerator(Generator):
+    """What the speech and sound families share: int16 PCM clips of ``seconds`` at the datasets'
+    rate, made from the float waveforms of ``raw_call``."""
+
+    dtype = np.dtype(np.int16)
+    sample_rate = SAMPLE_RATE
+
+    def _set_clip(self, seconds: float) -> None:
+        """Every clip is ``seconds`` long: ``length`` samples at ``SAMPLE_RATE``."""
+        self.seconds = seconds
+        self.length = int(round(seconds * SAMPLE_RATE))
+        self.sample_shape = (self.length,)
+
+    @abstractmethod
+    def raw_call(self, specs: Sequence[SampleSpec]) -> Any:
+        """Float waveforms at ``SAMPLE_RATE``, one per spec (a list of tensors or an ``(N, T)`` tensor)."""
+
+    def generate(self, specs: Sequence[SampleSpec]) -> np.ndarray:
+        from gptfl_hpc.synth.generators.runtime import apply_threads, to_pcm16
+
+        apply_threads(self.config)
+        return to_pcm16(list(self.raw_call(specs)), self.length, specs, self.flagged)

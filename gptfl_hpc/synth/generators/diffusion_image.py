@@ -38,21 +38,10 @@ class DiffusionImageGenerator(Generator):
         super().__init__()
         import diffusers
 
-        from gptfl_hpc.synth.generators.runtime import (
-            apply_threads,
-            compile_denoiser,
-            resolve_device,
-            resolve_dtype,
-            use_dpm_solver,
-        )
+        from gptfl_hpc.synth.generators.runtime import compile_denoiser, use_dpm_solver
         from gptfl_hpc.synth.generators.saved import saved_class
-        from gptfl_hpc.synth.generators.weights import require_class, weights_revision
 
-        require_class(weights_dir, self.saved_classes)
-        apply_threads(config)
-        self.config = config
-        self.device = resolve_device(config)
-        self.torch_dtype = resolve_dtype(config, self.device)
+        self._start(config, weights_dir)
         pipeline_class = getattr(diffusers, saved_class(weights_dir))
         pipeline = pipeline_class.from_pretrained(
             weights_dir, dtype=self.torch_dtype, **self.load_arguments(config, weights_dir)
@@ -75,8 +64,6 @@ class DiffusionImageGenerator(Generator):
             )
         self.image_size = int(image_size)
         self.sample_shape = (self.image_size, self.image_size, 3)
-        self.weights = config.weights
-        self.revision = weights_revision(weights_dir)
 
     # --- what a family may override ----------------------------------------------------------
 

@@ -31,20 +31,9 @@ class StableDiffusionGenerator(Generator):
         super().__init__()
         from diffusers import StableDiffusionPipeline
 
-        from gptfl_hpc.synth.generators.runtime import (
-            apply_threads,
-            compile_denoiser,
-            resolve_device,
-            resolve_dtype,
-            use_dpm_solver,
-        )
-        from gptfl_hpc.synth.generators.weights import require_class, weights_revision
+        from gptfl_hpc.synth.generators.runtime import compile_denoiser, use_dpm_solver
 
-        require_class(weights_dir, self.saved_classes)
-        apply_threads(config)
-        self.config = config
-        self.device = resolve_device(config)
-        self.torch_dtype = resolve_dtype(config, self.device)
+        self._start(config, weights_dir)
         extra = {}
         if not _has_safety_checker(weights_dir):
             # Saved without one (tiny and many local models): say so instead of warning about it.
@@ -66,8 +55,6 @@ class StableDiffusionGenerator(Generator):
             )
         self.image_size = int(image_size)
         self.sample_shape = (self.image_size, self.image_size, 3)
-        self.weights = config.weights
-        self.revision = weights_revision(weights_dir)
 
     def raw_call(self, specs: Sequence[SampleSpec]) -> torch.Tensor:
         """The one pipeline call per batch: float images in [0, 1], ``(N, 3, R, R)`` on the device."""

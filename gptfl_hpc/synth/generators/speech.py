@@ -6,10 +6,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
-import numpy as np
-
 from gptfl_hpc.errors import UserError
-from gptfl_hpc.synth.generators.base import NO_GUIDANCE, SAMPLE_RATE, Generator, SampleSpec
+from gptfl_hpc.synth.generators.base import NO_GUIDANCE, SAMPLE_RATE, AudioGenerator, SampleSpec
 
 if TYPE_CHECKING:
     import torch
@@ -17,7 +15,7 @@ if TYPE_CHECKING:
     from gptfl_hpc.synth.generators.config import GeneratorConfig
 
 
-class SpeechT5Generator(Generator):
+class SpeechT5Generator(AudioGenerator):
     """Prompts -> int16 PCM ``(N, seconds * 16000)``; sample i speaks with x-vector ``spec.speaker``."""
 
     kind = "speecht5"
@@ -26,8 +24,6 @@ class SpeechT5Generator(Generator):
     default_seconds = 1.0  # Speech Commands clips
     needs_vocoder = True
     has_speakers = True
-    dtype = np.dtype(np.int16)
-    sample_rate = SAMPLE_RATE
 
     @classmethod
     def guidance_mode(cls, weights_dir: Optional[Path]) -> str:
@@ -40,18 +36,11 @@ class SpeechT5Generator(Generator):
         import torch
         from transformers import SpeechT5ForTextToSpeech, SpeechT5HifiGan, SpeechT5Processor
 
-        from gptfl_hpc.synth.generators.runtime import apply_threads, resolve_device, resolve_dtype
         from gptfl_hpc.synth.generators.speakers import load_speakers
-        from gptfl_hpc.synth.generators.weights import VOCODER_CLASS, require_class, weights_revision
 
         if vocoder_dir is None:
             raise UserError("synth.model.vocoder is not set; SpeechT5 needs a SpeechT5HifiGan vocoder directory")
-        require_class(weights_dir, self.saved_classes)
-        require_class(vocoder_dir, VOCODER_CLASS, key="synth.model.vocoder")
-        apply_threads(config)
-        self.config = config
-        self.device = resolve_device(config)
-        self.torch_dtype = resolve_dtype(config, self.device)
+        self._start(config, weights_dir, vocoder_dir)
         self.processor = SpeechT5Processor.from_pretrained(weights_dir)
         self.model = SpeechT5ForTextToSpeech.from_pretrained(weights_dir, dtype=self.torch_dtype)
         self.model.to(self.device).eval()
@@ -71,14 +60,11 @@ class SpeechT5Generator(Generator):
         self.speakers = torch.from_numpy(table).to(self.device, self.torch_dtype)
         self.num_speakers = table.shape[0]
 
-        self.length = int(round(config.audio_seconds * SAMPLE_RATE))
+        self._set_clip(config.audio_seconds)
         hop = math.prod(self.vocoder.config.upsample_rates)  # waveform samples per mel frame
         # Decoder steps (each makes reduction_factor frames) that cover the clip: generating past
         # it would be trimmed anyway, so it caps every utterance.
         self.max_steps = math.ceil(math.ceil(self.length / hop) / self.model.config.reduction_factor)
-        self.sample_shape = (self.length,)
-        self.weights = config.weights
-        self.revision = weights_revision(weights_dir, vocoder_dir)
 
     def raw_call(self, specs: Sequence[SampleSpec]) -> list[torch.Tensor]:
         """One ``generate_speech`` call per sample, each under its own seed: float waveforms."""
@@ -113,9 +99,3 @@ class SpeechT5Generator(Generator):
                 minlenratio=0.0,
                 maxlenratio=maxlenratio,
             )
-
-    def generate(self, specs: Sequence[SampleSpec]) -> np.ndarray:
-        from gptfl_hpc.synth.generators.runtime import apply_threads, to_pcm16
-
-        apply_threads(self.config)
-        return to_pcm16(self.raw_call(specs), self.length, specs, self.flagged)

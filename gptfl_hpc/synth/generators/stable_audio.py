@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 import numpy as np
 
 from gptfl_hpc.errors import UserError
-from gptfl_hpc.synth.generators.base import SAMPLE_RATE, Generator, SampleSpec
+from gptfl_hpc.synth.generators.base import SAMPLE_RATE, AudioGenerator, SampleSpec
 
 if TYPE_CHECKING:
     import torch
@@ -17,15 +17,13 @@ if TYPE_CHECKING:
     from gptfl_hpc.synth.generators.config import GeneratorConfig
 
 
-class StableAudioGenerator(Generator):
+class StableAudioGenerator(AudioGenerator):
     """Prompts -> int16 PCM ``(N, seconds * 16000)``, each from its own seed and guidance scale."""
 
     kind = "stable_audio"
     modality = "audio"
     saved_classes = ("StableAudioPipeline",)
     default_seconds = 5.0  # ESC-50 clips
-    dtype = np.dtype(np.int16)
-    sample_rate = SAMPLE_RATE
 
     def __init__(
         self, config: GeneratorConfig, image_size: int, weights_dir: Path, vocoder_dir: Optional[Path] = None
@@ -33,30 +31,21 @@ class StableAudioGenerator(Generator):
         super().__init__()
         from diffusers import StableAudioPipeline
 
-        from gptfl_hpc.synth.generators.runtime import apply_threads, compile_denoiser, resolve_device, resolve_dtype
-        from gptfl_hpc.synth.generators.weights import require_class, weights_revision
+        from gptfl_hpc.synth.generators.runtime import compile_denoiser
 
-        require_class(weights_dir, self.saved_classes)
-        apply_threads(config)
-        self.config = config
-        self.device = resolve_device(config)
-        self.torch_dtype = resolve_dtype(config, self.device)
+        self._start(config, weights_dir)
         pipeline = StableAudioPipeline.from_pretrained(weights_dir, dtype=self.torch_dtype)
         pipeline.set_progress_bar_config(disable=True)
         self.pipeline = pipeline.to(self.device)
         compile_denoiser(self.pipeline, "transformer", config, self.device)
         self.model_rate = int(pipeline.vae.config.sampling_rate)
         longest = pipeline.transformer.config.sample_size * pipeline.vae.hop_length / self.model_rate
-        self.seconds = config.audio_seconds
+        self._set_clip(config.audio_seconds)
         if self.seconds > longest:
             raise UserError(
                 f"synth.model.seconds {self.seconds} is longer than the {longest:.2f} s {weights_dir} makes; "
                 f"set synth.model.seconds to at most {longest:.2f}"
             )
-        self.length = int(round(self.seconds * SAMPLE_RATE))
-        self.sample_shape = (self.length,)
-        self.weights = config.weights
-        self.revision = weights_revision(weights_dir)
 
     def raw_call(self, specs: Sequence[SampleSpec]) -> torch.Tensor:
         """The one pipeline call per batch: float waveforms ``(N, channels, T)`` at the model's rate."""

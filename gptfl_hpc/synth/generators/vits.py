@@ -6,10 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
-import numpy as np
-
 from gptfl_hpc.errors import UserError
-from gptfl_hpc.synth.generators.base import NO_GUIDANCE, SAMPLE_RATE, Generator, SampleSpec
+from gptfl_hpc.synth.generators.base import NO_GUIDANCE, SAMPLE_RATE, AudioGenerator, SampleSpec
 
 if TYPE_CHECKING:
     import torch
@@ -17,15 +15,13 @@ if TYPE_CHECKING:
     from gptfl_hpc.synth.generators.config import GeneratorConfig
 
 
-class VitsGenerator(Generator):
+class VitsGenerator(AudioGenerator):
     """Prompts -> int16 PCM ``(N, seconds * 16000)``: each utterance trimmed or padded with silence."""
 
     kind = "vits"
     modality = "speech"
     saved_classes = ("VitsModel",)
     default_seconds = 1.0  # Speech Commands clips
-    dtype = np.dtype(np.int16)
-    sample_rate = SAMPLE_RATE
 
     @classmethod
     def guidance_mode(cls, weights_dir: Optional[Path]) -> str:
@@ -37,14 +33,7 @@ class VitsGenerator(Generator):
         super().__init__()
         from transformers import VitsModel, VitsTokenizer
 
-        from gptfl_hpc.synth.generators.runtime import apply_threads, resolve_device, resolve_dtype
-        from gptfl_hpc.synth.generators.weights import require_class, weights_revision
-
-        require_class(weights_dir, self.saved_classes)
-        apply_threads(config)
-        self.config = config
-        self.device = resolve_device(config)
-        self.torch_dtype = resolve_dtype(config, self.device)
+        self._start(config, weights_dir)
         self.tokenizer = VitsTokenizer.from_pretrained(weights_dir)
         self.model = VitsModel.from_pretrained(weights_dir, dtype=self.torch_dtype).to(self.device).eval()
         if self.model.config.sampling_rate != SAMPLE_RATE:
@@ -52,10 +41,7 @@ class VitsGenerator(Generator):
                 f"synth.model.weights: {weights_dir} makes {self.model.config.sampling_rate} Hz audio; the speech "
                 f"datasets are {SAMPLE_RATE} Hz, use a {SAMPLE_RATE} Hz VITS checkpoint (MMS-TTS models are)"
             )
-        self.length = int(round(config.audio_seconds * SAMPLE_RATE))
-        self.sample_shape = (self.length,)
-        self.weights = config.weights
-        self.revision = weights_revision(weights_dir)
+        self._set_clip(config.audio_seconds)
 
     def raw_call(self, specs: Sequence[SampleSpec]) -> list[torch.Tensor]:
         """One forward pass per sample, each under its own seed: float waveforms."""
@@ -76,9 +62,3 @@ class VitsGenerator(Generator):
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             torch.manual_seed(spec.seed)
             return self.model(**{name: value.to(self.device) for name, value in inputs.items()}).waveform[0]
-
-    def generate(self, specs: Sequence[SampleSpec]) -> np.ndarray:
-        from gptfl_hpc.synth.generators.runtime import apply_threads, to_pcm16
-
-        apply_threads(self.config)
-        return to_pcm16(self.raw_call(specs), self.length, specs, self.flagged)

@@ -13,12 +13,10 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from gptfl_hpc.durable import atomic_directory
-from gptfl_hpc.synth.tiny import ASSETS, TINY_SEED
+from gptfl_hpc.synth.tiny_parts import TEXT_LENGTH, TINY_SEED, build_once, clip_tokenizer, roberta_tokenizer
 
 logger = logging.getLogger(__name__)
 
-TEXT_LENGTH = 77
 PROJECTION_DIM = 16
 
 
@@ -26,16 +24,7 @@ def ensure_tiny_score_model(family: str, directory: Path) -> Path:
     """Build the tiny ``family`` (``clip`` or ``clap``) score model into ``directory`` unless it is there;
     concurrent callers race safely (the first rename wins, see ``synth.tiny.ensure_tiny``)."""
     directory = Path(directory)
-    if directory.is_dir():
-        return directory
-
-    def build(staging: Path) -> None:
-        import torch
-
-        with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
-            BUILDERS[family](staging)
-
-    if atomic_directory(directory, build):
+    if build_once(directory, BUILDERS[family]):
         logger.info("built tiny %s score model in %s", family, directory)
     return directory
 
@@ -43,9 +32,9 @@ def ensure_tiny_score_model(family: str, directory: Path) -> Path:
 def build_clip(directory: Path) -> None:
     """A 2-layer CLIP with a 32x32-pixel, 8-pixel-patch vision tower and the tiny byte-level vocabulary."""
     import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
-    tokenizer = CLIPTokenizer.from_pretrained(ASSETS / "clip", model_max_length=TEXT_LENGTH)
+    tokenizer = clip_tokenizer()
     torch.manual_seed(TINY_SEED)
     model = CLIPModel(
         CLIPConfig(
@@ -73,9 +62,9 @@ def build_clap(directory: Path) -> None:
     """A 2-layer CLAP text tower over the tiny RoBERTa vocabulary and a small HTSAT audio tower
     reading 16-bin mel frames at 16 kHz (the shards' rate, so no resampling in tests)."""
     import torch
-    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, RobertaTokenizer
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor
 
-    tokenizer = RobertaTokenizer.from_pretrained(ASSETS / "roberta", model_max_length=TEXT_LENGTH)
+    tokenizer = roberta_tokenizer()
     torch.manual_seed(TINY_SEED)
     model = ClapModel(
         ClapConfig(
