@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import argparse
-from typing import Optional
+from typing import Callable, Optional
 
 from gptfl_hpc.config import Config, load_config
 
 EXECUTORS = ("inline", "local", "slurm", "debug")
+
+
+def whole_number(minimum: int, says: str = "takes a whole number of {minimum} or more") -> Callable[[str], int]:
+    """An argparse ``type`` for whole numbers of at least ``minimum``; anything else is refused with
+    ``says`` (``{minimum}`` filled in) and the text given."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"{says.format(minimum=minimum)}, got {text!r}")
+        return value
+
+    return parse
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

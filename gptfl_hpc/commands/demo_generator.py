@@ -12,27 +12,12 @@ import argparse
 import json
 from pathlib import Path
 
+from gptfl_hpc.commands.common import whole_number
 from gptfl_hpc.errors import UserError
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"takes a whole number of 1 or more, got {text!r}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"takes a whole number of 0 or more, got {text!r}")
-    return value
+_positive = whole_number(1)
+_seed = whole_number(0)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -10,18 +10,12 @@ import argparse
 import json
 from pathlib import Path
 
+from gptfl_hpc.commands.common import whole_number
 from gptfl_hpc.rundir import load_run
 from gptfl_hpc.sweep import is_sweep_dir
 
 
-def _window(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--smooth takes a number of rounds (1 or more), got {text!r}")
-    return value
+_window = whole_number(1, "--smooth takes a number of rounds ({minimum} or more)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
