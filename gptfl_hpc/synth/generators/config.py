@@ -47,7 +47,7 @@ class GeneratorConfig(Section):
     compile: bool = added(False, description="torch.compile the denoiser (UNet / transformer); channels_last on CUDA")
     batch_invariant: bool = added(
         False, description="make every sample in a pipeline call of its own, so its bytes never depend on batch_size "
-        "(slower on GPU, where batching is the throughput)"
+        "(slower: batching is where the throughput is)"
     )
 
     @field_validator("weights", "vocoder", "speakers")
