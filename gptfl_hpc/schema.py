@@ -10,6 +10,11 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
+    def operational_now(self) -> tuple[str, ...]:
+        """Fields that this section's other values keep from changing any result (``synth.model.batch_size``
+        once ``batch_invariant`` is on): left out of the run's identity, as ``operational`` ones are."""
+        return ()
+
 
 def operational(default: Any, **kwargs: Any) -> Any:
     """A field that changes how a stage runs but never its results (checkpoint cadence, loader

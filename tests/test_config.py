@@ -165,3 +165,29 @@ def test_operational_settings_are_not_the_run_identity(quickstart_config):
     assert load_config(quickstart_config, same).hash == base
     assert load_config(quickstart_config, ["pretrain.lr=0.5"]).hash != base
     assert load_config(quickstart_config, ["federate.rounds=11"]).hash != base
+
+
+def test_batch_size_leaves_the_identity_only_with_batch_invariant(quickstart_config):
+    """compile and batch_invariant are in the identity only when on; batch_invariant takes
+    batch_size out of it (of the run and of the shards' config_hash), since a sample is then made
+    alone whatever the batch size."""
+    from gptfl_hpc.synth.stage import synth_identity
+
+    base = load_config(quickstart_config)
+    assert {"compile", "batch_invariant"}.isdisjoint(base.science()["synth"]["model"])
+    assert load_config(quickstart_config, ["synth.model.compile=false", "synth.model.batch_invariant=false"]).hash \
+        == base.hash
+    assert load_config(quickstart_config, ["synth.model.compile=true"]).hash != base.hash
+    assert load_config(quickstart_config, ["synth.model.batch_size=3"]).hash != base.hash
+
+    invariant = [load_config(quickstart_config, ["synth.model.batch_invariant=true", f"synth.model.batch_size={size}"])
+                 for size in (1, 3, 64)]
+    assert invariant[0].hash != base.hash
+    assert len({config.hash for config in invariant}) == 1
+    assert len({synth_identity(config) for config in invariant}) == 1
+    assert "batch_size" not in invariant[0].science()["synth"]["model"]
+    assert invariant[0].resolved()["synth"]["model"]["batch_size"] == 1  # still shown in config.yaml
+    from gptfl_hpc.synth.description import explain, plan
+
+    assert "each made alone (batch_invariant)" in explain(invariant[2], plan(invariant[2]))[1]
+    assert explain(base, plan(base))[1].endswith(f"batch {base.synth.model.batch_size}")

@@ -1,6 +1,7 @@
 """Every generator family beyond the first three, end to end through its real pipeline class on
 a tiny model: per-sample determinism, guidance as planned, byte-identical shards however the
-work is split, ``kind: auto`` and the guidance rules."""
+work is split, ``kind: auto`` and the guidance rules; and, for all ten families,
+``synth.model.batch_invariant``: the same shard bytes whatever the batch size."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from gptfl_hpc import preemption
 from gptfl_hpc.config import load_config
 from gptfl_hpc.errors import UserError
 from gptfl_hpc.prompts.stage import run as run_prompts
@@ -29,6 +31,7 @@ from gptfl_hpc.synth.tiny import ensure_tiny
 IMAGE_KINDS = ("sdxl", "sd3", "pixart", "flux")
 SOUND_KINDS = ("audioldm2", "stable_audio")
 KINDS = IMAGE_KINDS + ("vits",) + SOUND_KINDS
+ALL_KINDS = ("stable_diffusion", *IMAGE_KINDS, "speecht5", "vits", "audioldm", *SOUND_KINDS)
 GUIDED_KINDS = ("sdxl", "sd3", "pixart", "flux") + SOUND_KINDS
 THREADS = 1  # fixed, as bit-identical CPU output requires
 
@@ -47,7 +50,7 @@ def fixed_threads():
 def weights(tmp_path_factory) -> dict[str, Path]:
     """Each family's tiny model, built once: saved, then loaded like real weights."""
     root = tmp_path_factory.mktemp("weights")
-    return {kind: ensure_tiny(kind, root / f"tiny-{kind}") for kind in KINDS}
+    return {kind: ensure_tiny(kind, root / f"tiny-{kind}") for kind in ALL_KINDS}
 
 
 def config(kind: str, weights_dir: Path, **overrides) -> GeneratorConfig:
@@ -185,29 +188,43 @@ SPEECH_DATA = "data:\n  dataset: speech_commands\nmodel:\n  name: audio_crnn\n"
 SOUND_DATA = "data:\n  dataset: esc50\nmodel:\n  name: audio_crnn\n"
 
 
-def synthesize(tmp: Path, name: str, kind: str, weights_dir: Path, tasks: int, batch_size: int) -> Path:
-    image = kind in IMAGE_KINDS
+def stage_config(tmp: Path, name: str, kind: str, weights_dir: Path, tasks: int, batch_size: int,
+                 model_extra: str = "", run: str = "") -> Path:
+    """A stage config ``tmp/name.yaml`` writing to ``tmp/run`` (``tmp/name`` by default)."""
+    modality = GENERATORS[kind].modality
+    image = modality == "image"
+    if GENERATORS[kind].needs_vocoder:
+        model_extra += f"    vocoder: {weights_dir / 'vocoder'}\n"
     path = tmp / f"{name}.yaml"
     path.write_text(STAGE_CONFIG.format(
-        run_dir=tmp / name, tasks=tasks, batch_size=batch_size, weights=weights_dir,
-        data=IMAGE_DATA if image else SOUND_DATA if kind in SOUND_KINDS else SPEECH_DATA,
+        run_dir=tmp / (run or name), tasks=tasks, batch_size=batch_size, weights=weights_dir,
+        data=IMAGE_DATA if image else SPEECH_DATA if modality == "speech" else SOUND_DATA,
         guidance="[1.0, 5.0]" if kind != "flux" else "[2.0, 4.0]",
-        size="    resolution: 16\n" if image else "    seconds: 0.25\n",
+        size=("    resolution: 16\n" if image else "    seconds: 0.25\n") + model_extra,
     ))
-    loaded = load_config(path)
+    return path
+
+
+def synthesize(tmp: Path, name: str, kind: str, weights_dir: Path, tasks: int, batch_size: int,
+               model_extra: str = "") -> Path:
+    loaded = load_config(stage_config(tmp, name, kind, weights_dir, tasks, batch_size, model_extra))
     run_prompts(loaded)
     for task in reversed(range(tasks)):  # any order
         run_task(loaded, task)
     return tmp / name / "synth"
 
 
+def shard_hashes(folder: Path) -> dict[str, str]:
+    return {path.name: sha256_file(path) for path in sorted(folder.glob("shard-*.h5"))}
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_shards_are_the_same_however_the_work_is_split(kind, weights, tmp_path):
     one = synthesize(tmp_path, "one", kind, weights[kind], tasks=1, batch_size=2)
     two = synthesize(tmp_path, "two", kind, weights[kind], tasks=2, batch_size=2)
-    hashes = {path.name: sha256_file(path) for path in sorted(one.glob("shard-*.h5"))}
+    hashes = shard_hashes(one)
     assert len(hashes) == 2
-    assert hashes == {path.name: sha256_file(path) for path in sorted(two.glob("shard-*.h5"))}
+    assert hashes == shard_hashes(two)
 
     # The guidance recorded per sample is the plan's.
     plan = saved_plan(one)[0]
@@ -258,10 +275,40 @@ def test_sigkill_mid_shard_then_rerun_gives_the_same_bytes(weights, tmp_path):
                            capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "resumes after" in rerun.stderr
-    def hashes(folder: Path) -> dict[str, str]:
-        return {path.name: sha256_file(path) for path in sorted(folder.glob("shard-*.h5"))}
+    assert shard_hashes(reference) == shard_hashes(tmp_path / "killed" / "synth")
 
-    assert hashes(reference) == hashes(tmp_path / "killed" / "synth")
+
+INVARIANT = "    batch_invariant: true\n"
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_batch_invariant_shards_are_the_same_bytes_whatever_the_batch_size(kind, weights, tmp_path):
+    """With batch_invariant, tasks=1 in batches of 2 and tasks=2 in batches of 3 (started in batches
+    of 2, preempted after its first block, resumed in batches of 3) write the same shard bytes, and
+    each sample is the one the default mode makes in batches of one."""
+    one = synthesize(tmp_path, "one", kind, weights[kind], tasks=1, batch_size=2, model_extra=INVARIANT)
+    started = load_config(stage_config(tmp_path, "started", kind, weights[kind], 2, 2, INVARIANT, run="two"))
+    resumed = load_config(stage_config(tmp_path, "resumed", kind, weights[kind], 2, 3, INVARIANT, run="two"))
+    assert started.hash == resumed.hash  # the batch size is not part of the run
+    run_prompts(started)
+    preemption.request()
+    try:
+        with pytest.raises(preemption.Preempted):
+            run_task(started, 1)
+    finally:
+        preemption.clear()
+    assert [p.name for p in (tmp_path / "two/synth/.partial/shard-00001").glob("*.npz")] == ["000000003-000000005.npz"]
+    for task in (1, 0):
+        run_task(resumed, task)
+    hashes = shard_hashes(one)
+    assert len(hashes) == 2 and hashes == shard_hashes(tmp_path / "two" / "synth")
+
+    single = synthesize(tmp_path, "single", kind, weights[kind], tasks=2, batch_size=1)
+    for name in hashes:
+        with h5py.File(one / name, "r") as invariant, h5py.File(single / name, "r") as alone:
+            assert invariant["x"].dtype == alone["x"].dtype
+            assert np.array_equal(invariant["x"][:], alone["x"][:])
+            assert invariant.attrs["config_hash"] != alone.attrs["config_hash"]  # batch_invariant is in it
 
 
 def test_flux_refuses_a_negative_prompt(weights):

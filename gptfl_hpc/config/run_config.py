@@ -2,8 +2,9 @@
 the run's identity.
 
 ``Config.hash`` is the sha256 of the science part: everything but where the run executes, is
-written and tracked (``stage_reads.WHERE_IT_RUNS``), fields declared ``operational`` and fields declared
-``added`` while at their default, with every ``output_choice`` at its default (``schema``).
+written and tracked (``stage_reads.WHERE_IT_RUNS``), fields declared ``operational`` or made so by
+their section's other values (``Section.operational_now``) and fields declared ``added`` while at
+their default, with every ``output_choice`` at its default (``schema``).
 """
 
 from __future__ import annotations
@@ -75,13 +76,14 @@ class Config(Section):
         return sha256_json(self.science())
 
 
-def _without_operational(section: BaseModel, values: dict[str, Any]) -> dict[str, Any]:
+def _without_operational(section: Section, values: dict[str, Any]) -> dict[str, Any]:
     kept = {}
     for name, value in values.items():
-        if is_operational(type(section), name) or is_added_at_default(section, name):
+        operational = is_operational(type(section), name) or name in section.operational_now()
+        if operational or is_added_at_default(section, name):
             continue
         child = getattr(section, name)
-        kept[name] = _without_operational(child, value) if isinstance(child, BaseModel) else value
+        kept[name] = _without_operational(child, value) if isinstance(child, Section) else value
     return kept
 
 

@@ -67,7 +67,7 @@ def write_record(synth_dir: Path, shard: int, plan: ShardPlan, labels: Sequence[
     """Record a freshly completed shard: checksum, count, range and class histogram."""
     path = shard_path(synth_dir, shard)
     start, stop = plan.shard_range(shard)
-    y = read_arrays(path)["y"]
+    y = read_arrays(path, ["y"])["y"]
     record = {
         "name": path.name,
         "shard": shard,

@@ -19,7 +19,7 @@ import json
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import h5py
 import numpy as np
@@ -115,10 +115,10 @@ def write_shard(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any]
     atomic_write_bytes(path, image)
 
 
-def read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Every dataset of a shard file (prompts as str)."""
+def read_arrays(path: Path, keys: Sequence[str] = FIELDS) -> dict[str, np.ndarray]:
+    """The datasets ``keys`` (every one by default) of a shard file, those it holds (prompts as str)."""
     with h5py.File(path, "r", locking=False) as handle:
-        arrays = {key: handle[key][:] for key in FIELDS if key in handle}
+        arrays = {key: handle[key][:] for key in keys if key in handle}
     if "prompt" in arrays:
         arrays["prompt"] = np.array([p.decode() if isinstance(p, bytes) else p for p in arrays["prompt"]])
     return arrays

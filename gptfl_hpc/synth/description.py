@@ -59,10 +59,12 @@ def output(layout: RunLayout) -> Path:
 def explain(config: Config, checked: Plan) -> list[str]:
     """The plan, the generator and the time estimate for a dry run."""
     model = config.synth.model
+    batching = (f"steps of {model.batch_size} samples, each made alone (batch_invariant)" if model.batch_invariant
+                else f"batch {model.batch_size}")
     lines = [
         f"{checked.total} samples = {checked.per_class} per class x {checked.num_labels} labels",
         f"{checked.num_shards} shards of {checked.samples_per_shard}, {checked.num_tasks} array tasks "
-        f"of {checked.shards_per_task} shards, batch {model.batch_size}",
+        f"of {checked.shards_per_task} shards, {batching}",
         f"generator {model.kind} ({model.weights}), {model.steps} steps, guidance U{list(checked.guidance)}",
     ]
     note = synth.rounding_note(config, checked)

@@ -294,7 +294,8 @@ def _make_todo(job: SynthJob, task: int, todo: list[int], remaining: list[int], 
             # Batches start at start + j * batch: the same batches however often the task restarts.
             end = min(cursor + batch, stop)
             specs = plan.specs(cursor, end, job.prompts)
-            arrays = _as_arrays(specs, generator.generate(specs), model.kind == "speecht5")
+            samples = generator.generate_each(specs) if model.batch_invariant else generator.generate(specs)
+            arrays = _as_arrays(specs, samples, model.kind == "speecht5")
             if scorer is not None:
                 arrays.update(scorer.score([spec.prompt for spec in specs], arrays["x"]))
             pending.append(arrays)

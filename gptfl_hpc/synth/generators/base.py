@@ -106,6 +106,12 @@ class Generator(ABC):
     def generate(self, specs: Sequence[SampleSpec]) -> np.ndarray:
         """The samples for ``specs``, in order."""
 
+    def generate_each(self, specs: Sequence[SampleSpec]) -> np.ndarray:
+        """The samples for ``specs``, each made by a pipeline call of its own: a matrix product's
+        rounding depends on how many rows it multiplies, so a sample made alone has bytes that
+        depend only on its spec and the weights (``synth.model.batch_invariant``)."""
+        return np.concatenate([self.generate([spec]) for spec in specs])
+
 
 class AudioGenerator(Generator):
     """What the speech and sound families share: int16 PCM clips of ``seconds`` at the datasets'

@@ -38,12 +38,17 @@ class GeneratorConfig(Section):
     negative_prompt: Optional[str] = None
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="auto = bf16 on GPU, fp32 on CPU")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1, description="samples per generator step; with batch_invariant, only how many "
+                            "a step hands over (then not part of the run's identity)")
     num_threads: Optional[int] = Field(None, ge=1, description="CPU threads per task; fix it for bit-identical CPU output")
     text_encoder_3: bool = added(
         True, description="sd3: load the T5 text encoder; false runs without it (text_encoder_3=None)"
     )
     compile: bool = added(False, description="torch.compile the denoiser (UNet / transformer); channels_last on CUDA")
+    batch_invariant: bool = added(
+        False, description="make every sample in a pipeline call of its own, so its bytes never depend on batch_size "
+        "(slower: batching is where the throughput is)"
+    )
 
     @field_validator("weights", "vocoder", "speakers")
     @classmethod
@@ -64,6 +69,10 @@ class GeneratorConfig(Section):
             if kind is not None:
                 object.__setattr__(self, "kind", kind)
         return self
+
+    def operational_now(self) -> tuple[str, ...]:
+        # One sample per pipeline call: the batch size then only groups the calls of a step.
+        return ("batch_size",) if self.batch_invariant else ()
 
     @property
     def generator(self) -> "type[Generator]":

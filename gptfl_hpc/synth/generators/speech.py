@@ -73,6 +73,7 @@ class SpeechT5Generator(AudioGenerator):
     def speak(self, spec: SampleSpec) -> torch.Tensor:
         import torch
 
+        from gptfl_hpc.synth.generators.runtime import global_rng_seeded
         from gptfl_hpc.synth.generators.speakers import speakers_path
 
         if not 0 <= spec.speaker < self.num_speakers:
@@ -89,9 +90,7 @@ class SpeechT5Generator(AudioGenerator):
         maxlenratio = (self.max_steps + 0.5) * self.model.config.reduction_factor / input_ids.shape[1]
         # SpeechT5's decoder prenet applies dropout even in eval mode (Tacotron 2's trick), drawn
         # from the global RNG: seed it per sample, and restore the caller's stream afterwards.
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
-            torch.manual_seed(spec.seed)
+        with global_rng_seeded(spec.seed, self.device), torch.no_grad():
             return self.model.generate_speech(
                 input_ids,
                 self.speakers[spec.speaker : spec.speaker + 1],

@@ -50,6 +50,8 @@ class VitsGenerator(AudioGenerator):
     def speak(self, spec: SampleSpec) -> torch.Tensor:
         import torch
 
+        from gptfl_hpc.synth.generators.runtime import global_rng_seeded
+
         inputs = self.tokenizer(spec.prompt, return_tensors="pt")
         if inputs["input_ids"].shape[1] == 0:
             raise UserError(
@@ -58,7 +60,5 @@ class VitsGenerator(AudioGenerator):
             )
         # VITS draws its durations and latents from the global RNG: seed it per sample, and
         # restore the caller's stream afterwards.
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
-            torch.manual_seed(spec.seed)
+        with global_rng_seeded(spec.seed, self.device), torch.no_grad():
             return self.model(**{name: value.to(self.device) for name, value in inputs.items()}).waveform[0]
