@@ -137,15 +137,23 @@ def test_resolve_weights_layout(run_dir):
     assert resolve_weights(config("speecht5", vocoder=str(other)), run_dir)[1] == other.resolve()
 
 
-def test_weights_revision_tracks_configs_and_sizes_not_hidden_files(tmp_path):
+def test_weights_revision_tracks_configs_and_sizes_not_hidden_files_or_the_card(tmp_path):
     (tmp_path / "unet").mkdir()
     (tmp_path / "unet" / "config.json").write_text('{"a": 1}')
     (tmp_path / "unet" / "weights.safetensors").write_bytes(b"0" * 10)
+    (tmp_path / "tokenizer").mkdir()
+    (tmp_path / "tokenizer" / "merges.txt").write_text("a b\n")
     first = weights_revision(tmp_path)
     assert len(first) == 16 and first == weights_revision(tmp_path)
     (tmp_path / ".cache").mkdir()
     (tmp_path / ".cache" / "lock").write_text("x")
+    (tmp_path / "README.md").write_text("# a model card, edited after saving")
+    (tmp_path / "LICENSE").write_text("terms")
+    (tmp_path / "samples.png").write_bytes(b"png")
     assert weights_revision(tmp_path) == first
+    (tmp_path / "tokenizer" / "merges.txt").write_text("a c\n")  # vocabulary files are not card files
+    assert weights_revision(tmp_path) != first
+    (tmp_path / "tokenizer" / "merges.txt").write_text("a b\n")
     (tmp_path / "unet" / "config.json").write_text('{"a": 2}')
     second = weights_revision(tmp_path)
     assert second != first

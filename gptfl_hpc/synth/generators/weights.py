@@ -28,6 +28,9 @@ DEMO_WEIGHTS = Path(__file__).resolve().parents[2] / "assets" / "demo_generator"
 
 #: Files whose content enters the fingerprint: configs and tokenizer vocabularies, never weights.
 FINGERPRINTED_SUFFIXES = {".json", ".txt", ".model"}
+#: A model card and its pictures describe weights without being part of them: editing the card
+#: must not make the same weights look like others.
+CARD_SUFFIXES = {".md", ".png", ".jpg", ".jpeg", ".gif", ".webp"}
 
 
 def resolve_weights(config: GeneratorConfig, run_dir: Path) -> tuple[Path, Optional[Path]]:
@@ -128,13 +131,16 @@ def require_class(directory: Path, expected: str | tuple[str, ...], key: str = "
 def weights_revision(*directories: Path) -> str:
     """A short fingerprint of weights folders: every file's relative path and size, plus the
     content of the small config and vocabulary files. Cheap (never reads the GB-sized weights),
-    and it changes whenever a model is re-saved with another config or other weights' sizes."""
+    and it changes whenever a model is re-saved with another config or other weights' sizes; the
+    model card (README, licence, pictures) is left out."""
     digest = hashlib.sha256()
     for directory in directories:
         directory = Path(directory)
         for path in sorted(p for p in directory.rglob("*") if p.is_file()):
             relative = path.relative_to(directory)
             if any(part.startswith(".") for part in relative.parts):  # download caches, lock files
+                continue
+            if path.suffix.lower() in CARD_SUFFIXES or path.name.upper().startswith(("LICENSE", "LICENCE")):
                 continue
             digest.update(f"{relative.as_posix()}\0{path.stat().st_size}\0".encode())
             if path.suffix in FINGERPRINTED_SUFFIXES and path.stat().st_size <= 1 << 20:
