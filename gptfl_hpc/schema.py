@@ -10,6 +10,15 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A job queued (pickled) by an older version of the package lacks the fields added since;
+        # they take their defaults, as reading the same config file with this version would give.
+        values = state.get("__dict__", {})
+        for name, field in type(self).model_fields.items():
+            if name not in values and not field.is_required():
+                values[name] = field.get_default(call_default_factory=True, validated_data=values)
+        super().__setstate__(state)
+
     def operational_now(self) -> tuple[str, ...]:
         """Fields that this section's other values keep from changing any result (``synth.model.batch_size``
         once ``batch_invariant`` is on): left out of the run's identity, as ``operational`` ones are."""

@@ -191,3 +191,26 @@ def test_batch_size_leaves_the_identity_only_with_batch_invariant(quickstart_con
 
     assert "each made alone (batch_invariant)" in explain(invariant[2], plan(invariant[2]))[1]
     assert explain(base, plan(base))[1].endswith(f"batch {base.synth.model.batch_size}")
+
+
+def test_a_config_pickled_before_fields_were_added_loads_with_their_defaults(monkeypatch):
+    """A job queued by an older version of the package unpickles its config in the new one: the
+    fields added since take their defaults (as reading the file again would), and the identity holds."""
+    import pickle
+
+    from gptfl_hpc.synth.generators.config import GeneratorConfig
+
+    config = load_config(REPO / "configs" / "quickstart.yaml")
+    newer = ("batch_invariant", "compile")
+
+    def older_state(self):
+        state = super(GeneratorConfig, self).__getstate__()
+        return {**state, "__dict__": {k: v for k, v in state["__dict__"].items() if k not in newer}}
+
+    monkeypatch.setattr(GeneratorConfig, "__getstate__", older_state)
+    queued = pickle.dumps(config)
+    monkeypatch.undo()
+    assert b"batch_invariant" not in queued
+    loaded = pickle.loads(queued)
+    assert loaded.synth.model.batch_invariant is False and loaded.synth.model.compile is False
+    assert loaded == config and loaded.hash == config.hash
