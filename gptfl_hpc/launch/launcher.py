@@ -261,6 +261,8 @@ class Launcher:
         results = []
         for job in jobs:
             try:
+                if self._never_leaves_a_result(job):
+                    raise JobFailed("it ended without a result")
                 # results() waits on every task, so a crashed rank fails the job too.
                 results.append(job.results()[0])
             except UserError:
@@ -271,6 +273,19 @@ class Launcher:
                     raise refusal from None
                 raise JobFailed(failure_report(job, exc)) from None
         return results
+
+    def _never_leaves_a_result(self, job: Any) -> bool:
+        """A finished single-task job whose result file is missing and never will be there: a local
+        job (written on this machine before its process ended) or a Slurm job cancelled before it
+        started (it has no log). submitit's results() would wait 15 s for it, meant for a shared
+        file system slower than the job's end."""
+        paths = getattr(job, "paths", None)
+        if paths is None or getattr(job, "num_tasks", 1) > 1 or Path(paths.result_pickle).exists():
+            return False
+        if self.executor == "local":
+            return True
+        return (self.executor == "slurm" and str(getattr(job, "state", "")).startswith("CANCELLED")
+                and not Path(paths.stderr).exists())
 
     def _disk_full_for(self, job: Any) -> Optional[DiskFull]:
         """A job whose disk filled up may have had no room left to record why: its result and the end
