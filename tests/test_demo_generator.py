@@ -48,9 +48,8 @@ def test_the_recipe_imports_no_dataset_reader():
     assert reading == {path.name: [] for path in RECIPE}
 
 
-def train_in_subprocess(out: Path) -> list[str]:
-    """The training ``gptfl demo-generator train`` runs, for a few steps in a fresh interpreter;
-    returns the dataset modules that interpreter had loaded by the end."""
+def start_training(out: Path) -> subprocess.Popen:
+    """The training ``gptfl demo-generator train`` runs, for a few steps in a fresh interpreter."""
     script = (
         "import json, sys\n"
         "from gptfl_hpc.demo_generator.settings import TrainSettings\n"
@@ -58,9 +57,15 @@ def train_in_subprocess(out: Path) -> list[str]:
         f"train({str(out)!r}, TrainSettings(steps=3, vae_steps=2, glyphs=30))\n"
         f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({LOADED_FORBIDDEN!r}))))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def finish_training(proc: subprocess.Popen) -> list[str]:
+    """The dataset modules the training's interpreter had loaded by the end."""
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def folder_digest(folder: Path) -> dict[str, str]:
@@ -70,8 +75,9 @@ def folder_digest(folder: Path) -> dict[str, str]:
 
 def test_short_training_saves_the_same_pipeline_twice_and_synthesis_loads_it(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
-    assert train_in_subprocess(first) == []  # no dataset reader was even imported
-    train_in_subprocess(second)
+    trainings = [start_training(first), start_training(second)]  # side by side, pinned to 2 threads each
+    assert finish_training(trainings[0]) == []  # no dataset reader was even imported
+    finish_training(trainings[1])
     assert folder_digest(first) == folder_digest(second)
     assert json.loads((first / "model_index.json").read_text())["_class_name"] == "StableDiffusionPipeline"
     assert not list(first.rglob("*.bin")) and len(list(first.rglob("*.safetensors"))) == 3

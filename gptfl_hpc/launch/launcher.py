@@ -261,16 +261,31 @@ class Launcher:
         results = []
         for job in jobs:
             try:
+                if self._never_leaves_a_result(job):
+                    raise JobFailed("it ended without a result")
                 # results() waits on every task, so a crashed rank fails the job too.
                 results.append(job.results()[0])
             except UserError:
                 raise  # an inline stage's bad-input line, reported as such
             except Exception as exc:
-                refusal = user_error_of(job) or self._disk_full_for(job)
+                refusal = user_error_of(job, self.executor in ("local", "slurm")) or self._disk_full_for(job)
                 if refusal is not None:
                     raise refusal from None
                 raise JobFailed(failure_report(job, exc)) from None
         return results
+
+    def _never_leaves_a_result(self, job: Any) -> bool:
+        """A finished single-task job whose result file is missing and never will be there: a local
+        job (written on this machine before its process ended) or a Slurm job cancelled before it
+        started (it has no log). submitit's results() would wait 15 s for it, meant for a shared
+        file system slower than the job's end."""
+        paths = getattr(job, "paths", None)
+        if paths is None or getattr(job, "num_tasks", 1) > 1 or Path(paths.result_pickle).exists():
+            return False
+        if self.executor == "local":
+            return True
+        return (self.executor == "slurm" and str(getattr(job, "state", "")).startswith("CANCELLED")
+                and not Path(paths.stderr).exists())
 
     def _disk_full_for(self, job: Any) -> Optional[DiskFull]:
         """A job whose disk filled up may have had no room left to record why: its result and the end
@@ -280,20 +295,25 @@ class Launcher:
         return DiskFull(folder) if folder.is_dir() and refuses_more(folder) else None
 
 
-def user_error_of(job: Any) -> Optional[UserError]:
+def user_error_of(job: Any, results_on_disk: bool = False) -> Optional[UserError]:
     """The ``UserError`` that stopped a failed job, from any of its tasks, or None.
 
     submitit hands back a job's exception only as traceback text (and the job's log holds the same
     text), so the error is recognised by its last line, ``gptfl_hpc.errors.NAME: MESSAGE``. The
     other ranks of a multi-task job fail too once that rank is gone; its line is the one reported.
+    ``results_on_disk``: the job ran as its own process (local or Slurm) and leaves a result file.
     """
     tasks = [job.task(i) for i in range(job.num_tasks)] if getattr(job, "num_tasks", 1) > 1 else [job]
     for task in tasks:
         texts = []
-        try:
-            texts.append(str(task.exception() or ""))
-        except Exception:  # a task that never ran has no result to read
-            pass
+        # A task killed before it wrote its result file has no exception to read: submitit would wait
+        # out its result timeout (15 s, already waited once by results()) to say so. Its log is read below.
+        paths = getattr(task, "paths", None)  # a job never submitted has none
+        if not results_on_disk or paths is None or Path(paths.result_pickle).exists():
+            try:
+                texts.append(str(task.exception() or ""))
+            except Exception:  # a task that never ran has no result to read
+                pass
         try:
             texts.append(task.stderr() or "")
         except Exception:
