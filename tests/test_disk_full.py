@@ -27,8 +27,9 @@ from gptfl_hpc.shards.writer import write_shard
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "tests" / "configs" / "tiny-quickstart.yaml"
 SMALL = [
-    "synth.multiplier=0.1",  # 144 samples in 3 shards of 48
-    "synth.samples_per_shard=48",
+    "synth.multiplier=0.05",  # 72 samples in 3 shards of 24, each one batch
+    "synth.samples_per_shard=24",
+    "synth.model.batch_size=24",
     "synth.model.steps=2",
     "model.width=8",
     "pretrain.epochs=2",
@@ -117,10 +118,11 @@ def outputs(run_dir: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> dict[str, str]:
-    """The three stages uninterrupted on an ordinary disk."""
+    """The three stages uninterrupted on an ordinary disk, in one process (no from-scratch baseline:
+    the test does not run it)."""
     run_dir = tmp_path_factory.mktemp("reference") / "run"
-    for stage in ("synth", "pretrain", "federate"):
-        assert_succeeded(gptfl(stage, QUICKSTART, f"run_dir={run_dir}", *SMALL, "--executor", "inline"))
+    assert_succeeded(gptfl("run", QUICKSTART, f"run_dir={run_dir}", *SMALL, "federate.baseline=false",
+                           "--executor", "inline"))
     return {"outputs": outputs(run_dir), "weights": du(run_dir / "weights"),
             "shard": max((run_dir / "synth" / "shard-00000.h5").stat().st_size, 1)}
 

@@ -200,7 +200,7 @@ def test_sigkilled_vectorized_federation_with_client_eval_resumes_bit_identicall
 @pytest.mark.slow
 def test_sigkilled_two_rank_scaffold_resumes_bit_identically(tmp_path):
     """SCAFFOLD's client control variates persist through the checkpoint; 2 ranks equal 1 rank."""
-    overrides = ["federate.rounds=5", "federate.ranks=2", "federate.algorithm=scaffold", "federate.init=scratch"]
+    overrides = ["federate.rounds=4", "federate.ranks=2", "federate.algorithm=scaffold", "federate.init=scratch"]
     reference = tmp_path / "reference"
     stage.run(config(reference, *overrides))
     one_rank = tmp_path / "one-rank"

@@ -175,16 +175,34 @@ def test_a_lock_of_a_slurm_job_no_longer_queued_is_taken_over(tmp_path, slurm_cl
 # --------------------------------------------------------------------------- whole runs
 
 
+class SingleRun:
+    """One uninterrupted run, started at once and waited for when its bytes are first asked for, so
+    it runs alongside the test that compares against it."""
+
+    def __init__(self, config: Path, run_dir: Path):
+        self.run_dir, self.bytes, self.log = run_dir, None, run_dir.parent / "run.log"
+        with open(self.log, "w") as log:  # a file, not a pipe: nothing blocks the run until it is read
+            self.proc = subprocess.Popen([sys.executable, "-m", "gptfl_hpc", "run", str(config), "--executor", "inline"],
+                                         cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+
+    def science_bytes(self) -> dict[str, str]:
+        if self.bytes is None:
+            assert self.proc.wait(timeout=600) == 0, self.log.read_text()[-3000:]
+            self.bytes = science_bytes(self.run_dir)
+        return self.bytes
+
+
 @pytest.fixture(scope="module")
-def single_run(tmp_path_factory) -> dict[str, str]:
+def single_run(tmp_path_factory):
     """The bytes of one uninterrupted run (inline: the same bytes as the local executor's)."""
     tmp = tmp_path_factory.mktemp("single")
     config = tmp / "run.yaml"
     config.write_text(tiny_run_yaml(tmp / "run", "{executor: local, poll_interval_s: 0.5}"))
-    proc = gptfl("run", config, "--executor", "inline")
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-3000:]
-    return science_bytes(tmp / "run")
+    reference = SingleRun(config, tmp / "run")
+    yield reference
+    if reference.proc.poll() is None:
+        reference.proc.kill()
+        reference.proc.wait()
 
 
 @pytest.mark.slow
@@ -199,7 +217,7 @@ def test_two_runs_started_together_one_proceeds_the_other_is_refused(tmp_path, s
     lines = [line for line in refused_err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"gptfl: error: run_dir {tmp_path / 'run'} is in use by `gptfl run")
     assert "--wait" in lines[0]
-    assert science_bytes(tmp_path / "run") == single_run
+    assert science_bytes(tmp_path / "run") == single_run.science_bytes()
     assert not (tmp_path / "run" / "locks").exists()
 
 
@@ -218,4 +236,4 @@ def test_a_sigkilled_run_does_not_block_the_next_which_finishes_the_same_bytes(t
     _, err = second.communicate(timeout=900)
     assert second.returncode == 0, err[-3000:]
     assert f"pid {first.pid} on {socket.gethostname()} is gone" in err  # the submit lock, taken over
-    assert science_bytes(tmp_path / "run") == single_run
+    assert science_bytes(tmp_path / "run") == single_run.science_bytes()

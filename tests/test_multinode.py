@@ -174,14 +174,32 @@ def test_federate_ranks_on_two_nodes_equal_two_local_ranks(tmp_path, multi_node_
 SYNTH_SIZES = ["synth.count=144", "synth.samples_per_shard=48", "synth.model.steps=12"]
 
 
+class SynthReference:
+    """One task, uninterrupted, with shards long enough for a node to fail in the middle of one.
+    Made (prompts, then synthesis, inline) while the first test's array runs on the cluster, and
+    waited for when its shards are first compared."""
+
+    def __init__(self, tmp: Path):
+        self.run_dir, self.log, self.hashes = tmp / "run", tmp / "synth.log", None
+        with open(self.log, "w") as log:  # a file, not a pipe: nothing blocks the run until it is read
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gptfl_hpc", "synth", str(write_synth_config(tmp, "run")), *SYNTH_SIZES],
+                cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+
+    def shard_hashes(self) -> dict[str, str]:
+        if self.hashes is None:
+            assert self.proc.wait(timeout=600) == 0, self.log.read_text()[-3000:]
+            self.hashes = shard_hashes(self.run_dir)
+        return self.hashes
+
+
 @pytest.fixture(scope="module")
-def synth_reference(tmp_path_factory) -> dict[str, str]:
-    """One task, uninterrupted, with shards long enough for a node to fail in the middle of one."""
-    tmp = tmp_path_factory.mktemp("synth-reference")
-    path = write_synth_config(tmp, "run")
-    gptfl("prompts", path, *SYNTH_SIZES)
-    gptfl("synth", path, *SYNTH_SIZES)
-    return shard_hashes(tmp / "run")
+def synth_reference(tmp_path_factory):
+    reference = SynthReference(tmp_path_factory.mktemp("synth-reference"))
+    yield reference
+    if reference.proc.poll() is None:
+        reference.proc.kill()
+        reference.proc.wait()
 
 
 def synth_on_slurm(tmp_path: Path) -> tuple[Path, subprocess.Popen]:
@@ -196,11 +214,10 @@ def synth_on_slurm(tmp_path: Path) -> tuple[Path, subprocess.Popen]:
 
 
 def test_synth_array_spreads_over_both_nodes_with_identical_shards(tmp_path, multi_node_cluster, synth_reference):
-    reference = synth_reference
     run_dir, proc = synth_on_slurm(tmp_path)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
-    assert shard_hashes(run_dir) == reference and verify(run_dir) == []
+    assert shard_hashes(run_dir) == synth_reference.shard_hashes() and verify(run_dir) == []
     nodes = array_nodes(submitted_job_id(run_dir, "synth"))
     assert sorted(nodes) == ["0", "1", "2"]
     assert set().union(*nodes.values()) == set(multi_node_cluster.nodes[:2])
@@ -210,7 +227,6 @@ def test_synth_array_spreads_over_both_nodes_with_identical_shards(tmp_path, mul
 
 
 def test_synth_task_on_a_failed_node_is_requeued_and_resumes_identically(tmp_path, synth_reference, node_failure):
-    reference = synth_reference
     run_dir, proc = synth_on_slurm(tmp_path)
     array = submitted_job_id(run_dir, "synth")
     # After task 1 has committed a block of its shard, its node fails.
@@ -222,7 +238,7 @@ def test_synth_task_on_a_failed_node_is_requeued_and_resumes_identically(tmp_pat
     assert proc.returncode == 0, err[-3000:]
 
     # No task lost, none duplicated: exactly the uninterrupted run's shards.
-    assert shard_hashes(run_dir) == reference and verify(run_dir) == []
+    assert shard_hashes(run_dir) == synth_reference.shard_hashes() and verify(run_dir) == []
     assert '"samples": 144' in out
     assert [restarts(f"{array}_{task}") for task in range(3)] == [0, 1, 0]
     assert node not in array_nodes(array)["1"]

@@ -28,7 +28,7 @@ from gptfl_hpc.rundir import prepare_run_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = 640  # 10 optimizer steps per epoch at 2 ranks x 32
-EPOCHS = 6
+EPOCHS = 4
 TOTAL_STEPS = 10 * EPOCHS
 CHECKPOINT_EVERY = 5
 
@@ -66,7 +66,7 @@ def last_step(metrics: Path) -> int:
 def test_sigkill_at_a_random_step_then_rerun_is_byte_identical(tmp_path):
     reference = make_run(tmp_path / "reference")
     killed = make_run(tmp_path / "killed")
-    kill_at = random.SystemRandom().randint(CHECKPOINT_EVERY + 1, TOTAL_STEPS - 15)
+    kill_at = random.SystemRandom().randint(CHECKPOINT_EVERY + 1, TOTAL_STEPS - 10)
     paths = PretrainPaths(tmp_path / "killed" / "run")
 
     log = tmp_path / "killed.log"

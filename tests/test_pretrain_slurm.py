@@ -50,14 +50,15 @@ def test_two_task_job_preempted_once_resumes_to_the_same_model(tmp_path):
     launcher, job = submit_one(config, PRETRAIN)
     wait_for(lambda: read_latest(paths.checkpoints) is not None, 240, "the first checkpoint")
     subprocess.run(["scancel", "--signal=USR2", str(job.job_id)], check=True)
+    # The uninterrupted local run trains while Slurm requeues and resumes the job.
+    reference = load_config(make_config(tmp_path / "local", "inline"))
+    run(reference)
     summary = launcher.wait([job], timeout_s=480)[0]
 
     assert summary["ranks"] == 2 and summary["resumes"] == 1 and summary["steps"] == EPOCHS * 10
     assert restarts(str(job.job_id)) == 1
     assert json.loads(paths.done.read_text())["resumes"] == 1
 
-    reference = load_config(make_config(tmp_path / "local", "inline"))
-    run(reference)
     assert paths.model.read_bytes() == PretrainPaths(reference.run_dir).model.read_bytes()
 
 

@@ -197,9 +197,11 @@ def test_a_count_that_is_not_whole_classes_is_said_in_one_line(tmp_path):
 def test_slurm_array_preempted_mid_shard_completes_identically(tmp_path, slurm_cluster):
     # Longer shards and more steps than the other tests, so USR2 lands while a shard is half made.
     sizes = ["synth.count=144", "synth.samples_per_shard=48", "synth.model.steps=20"]
-    reference_path = write_config(tmp_path, "reference")
-    gptfl("prompts", reference_path, *sizes)
-    gptfl("synth", reference_path, *sizes)
+    # The uninterrupted reference (prompts, then synthesis, inline) is made while the array runs.
+    reference = subprocess.Popen(
+        [sys.executable, "-m", "gptfl_hpc", "synth", str(write_config(tmp_path, "reference")), *sizes],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
     path = write_config(tmp_path, "run", tasks=3)
     gptfl("prompts", path, *sizes)
     proc = subprocess.Popen(
@@ -214,6 +216,7 @@ def test_slurm_array_preempted_mid_shard_completes_identically(tmp_path, slurm_c
     subprocess.run(["scancel", "--signal=USR2", f"{array}_1"], check=True)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
+    assert reference.wait(timeout=600) == 0, reference.stderr.read()[-3000:]
     # No duplicates, no gaps: exactly the uninterrupted run's bytes.
     assert shard_hashes(tmp_path / "run") == shard_hashes(tmp_path / "reference")
     log = "".join(p.read_text() for p in (tmp_path / "run" / "logs" / "synth").glob(f"{array}_1_*_log.err"))
