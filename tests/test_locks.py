@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from fixtures_shards import tiny_run_yaml
-from waiting import wait_for
+from waiting import BackgroundCommand, wait_for
 
 from gptfl_hpc.layout import RunLayout
 from gptfl_hpc.locks import Busy, output_lock, output_locks, submit_lock
@@ -180,14 +180,12 @@ class SingleRun:
     it runs alongside the test that compares against it."""
 
     def __init__(self, config: Path, run_dir: Path):
-        self.run_dir, self.bytes, self.log = run_dir, None, run_dir.parent / "run.log"
-        with open(self.log, "w") as log:  # a file, not a pipe: nothing blocks the run until it is read
-            self.proc = subprocess.Popen([sys.executable, "-m", "gptfl_hpc", "run", str(config), "--executor", "inline"],
-                                         cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        self.run_dir, self.bytes = run_dir, None
+        self.command = BackgroundCommand(["run", str(config), "--executor", "inline"], run_dir.parent / "run.log")
 
     def science_bytes(self) -> dict[str, str]:
         if self.bytes is None:
-            assert self.proc.wait(timeout=600) == 0, self.log.read_text()[-3000:]
+            self.command.wait()
             self.bytes = science_bytes(self.run_dir)
         return self.bytes
 
@@ -200,9 +198,7 @@ def single_run(tmp_path_factory):
     config.write_text(tiny_run_yaml(tmp / "run", "{executor: local, poll_interval_s: 0.5}"))
     reference = SingleRun(config, tmp / "run")
     yield reference
-    if reference.proc.poll() is None:
-        reference.proc.kill()
-        reference.proc.wait()
+    reference.command.stop()
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ from fixtures_shards import pretrain_settings, write_config, write_digit_shards
 from test_fl_federation import QUICKSTART, SMALL, assert_same_outputs
 from test_synth_stage import gptfl, shard_hashes
 from test_synth_stage import write_config as write_synth_config
-from waiting import wait_for
+from waiting import BackgroundCommand, wait_for
 
 from gptfl_hpc.orchestrate.stages import PRETRAIN
 from gptfl_hpc.orchestrate.submit import submit_one
@@ -180,15 +180,12 @@ class SynthReference:
     waited for when its shards are first compared."""
 
     def __init__(self, tmp: Path):
-        self.run_dir, self.log, self.hashes = tmp / "run", tmp / "synth.log", None
-        with open(self.log, "w") as log:  # a file, not a pipe: nothing blocks the run until it is read
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gptfl_hpc", "synth", str(write_synth_config(tmp, "run")), *SYNTH_SIZES],
-                cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        self.run_dir, self.hashes = tmp / "run", None
+        self.command = BackgroundCommand(["synth", str(write_synth_config(tmp, "run")), *SYNTH_SIZES], tmp / "synth.log")
 
     def shard_hashes(self) -> dict[str, str]:
         if self.hashes is None:
-            assert self.proc.wait(timeout=600) == 0, self.log.read_text()[-3000:]
+            self.command.wait()
             self.hashes = shard_hashes(self.run_dir)
         return self.hashes
 
@@ -197,9 +194,7 @@ class SynthReference:
 def synth_reference(tmp_path_factory):
     reference = SynthReference(tmp_path_factory.mktemp("synth-reference"))
     yield reference
-    if reference.proc.poll() is None:
-        reference.proc.kill()
-        reference.proc.wait()
+    reference.command.stop()
 
 
 def synth_on_slurm(tmp_path: Path) -> tuple[Path, subprocess.Popen]:
