@@ -279,13 +279,12 @@ class Launcher:
         job (written on this machine before its process ended) or a Slurm job cancelled before it
         started (it has no log). submitit's results() would wait 15 s for it, meant for a shared
         file system slower than the job's end."""
-        paths = getattr(job, "paths", None)
-        if paths is None or getattr(job, "num_tasks", 1) > 1 or Path(paths.result_pickle).exists():
+        if getattr(job, "paths", None) is None or getattr(job, "num_tasks", 1) > 1 or _result_written(job):
             return False
         if self.executor == "local":
             return True
         return (self.executor == "slurm" and str(getattr(job, "state", "")).startswith("CANCELLED")
-                and not Path(paths.stderr).exists())
+                and not Path(job.paths.stderr).exists())
 
     def _disk_full_for(self, job: Any) -> Optional[DiskFull]:
         """A job whose disk filled up may have had no room left to record why: its result and the end
@@ -293,6 +292,11 @@ class Launcher:
         stderr = getattr(getattr(job, "paths", None), "stderr", None)
         folder = Path(stderr).parent if stderr else self.log_dir
         return DiskFull(folder) if folder.is_dir() and refuses_more(folder) else None
+
+
+def _result_written(job: Any) -> bool:
+    """Whether a submitted job (or task) has written its result file."""
+    return Path(job.paths.result_pickle).exists()
 
 
 def user_error_of(job: Any, results_on_disk: bool = False) -> Optional[UserError]:
@@ -308,8 +312,7 @@ def user_error_of(job: Any, results_on_disk: bool = False) -> Optional[UserError
         texts = []
         # A task killed before it wrote its result file has no exception to read: submitit would wait
         # out its result timeout (15 s, already waited once by results()) to say so. Its log is read below.
-        paths = getattr(task, "paths", None)  # a job never submitted has none
-        if not results_on_disk or paths is None or Path(paths.result_pickle).exists():
+        if not results_on_disk or getattr(task, "paths", None) is None or _result_written(task):  # None: never submitted
             try:
                 texts.append(str(task.exception() or ""))
             except Exception:  # a task that never ran has no result to read
