@@ -94,6 +94,8 @@ def test_training_refuses_an_existing_folder(tmp_path):
 
     assert main(["demo-generator", "train", str(tmp_path)]) == UserError.exit_code
     assert main(["demo-generator", "train", str(tmp_path / "new"), "--steps", "0"]) == UserError.exit_code
+    assert main(["demo-generator", "train", str(tmp_path / "new"), "--batch-size", "0"]) == UserError.exit_code
+    assert not (tmp_path / "new").exists()
 
 
 def test_the_shipped_generator_is_named_demo_loads_and_verifies(tmp_path):

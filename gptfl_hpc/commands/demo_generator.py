@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help=f"autoencoder training steps (default {defaults.vae_steps})")
     train.add_argument("--glyphs", type=_positive, default=defaults.glyphs,
                        help=f"rendered training images (default {defaults.glyphs})")
+    train.add_argument("--batch-size", type=_positive, default=defaults.batch_size,
+                       help=f"images per training step, both phases (default {defaults.batch_size})")
     train.add_argument("--seed", type=_seed, default=defaults.seed, help=f"seed of every random draw (default {defaults.seed})")
     train.add_argument("--threads", type=_positive, default=defaults.threads,
                        help=f"CPU threads; the same count gives the same bytes (default {defaults.threads})")
@@ -47,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists():
         raise UserError(f"{out} already exists; name a new folder for the trained generator")
-    settings = TrainSettings(steps=args.steps, vae_steps=args.vae_steps, glyphs=args.glyphs, seed=args.seed,
+    settings = TrainSettings(steps=args.steps, vae_steps=args.vae_steps, glyphs=args.glyphs,
+                             batch_size=args.batch_size, seed=args.seed,
                              threads=args.threads)
     record = train(out, settings)
     print(json.dumps({"out": str(out.resolve()), **record}, indent=2))

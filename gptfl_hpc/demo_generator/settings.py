@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class TrainSettings:
-    steps: int = 1000  # denoiser (UNet + text encoder) steps
+    steps: int = 4000  # denoiser (UNet + text encoder) steps
     vae_steps: int = 400
-    glyphs: int = 10000  # rendered training images, classes in turn
-    batch_size: int = 32
+    glyphs: int = 20000  # rendered training images, classes in turn
+    batch_size: int = 64
     lr: float = 1e-3
     warmup_steps: int = 100
     prompt_dropout: float = 0.1
