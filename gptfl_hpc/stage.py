@@ -47,6 +47,7 @@ class Stage:
     prerequisites: tuple[str, ...] = ()  # stages its own command runs first when they are not done
     explain: Optional[Callable[[Config, Any], list[str]]] = None  # dry-run lines from what check returned
     summarize: Optional[Callable[[Config, list], Any]] = None  # what its command prints from the jobs' results
+    reuse_note: Optional[Callable[[Config], Optional[str]]] = None  # why a done output may not be what the config asks now
 
     def ranks(self, config: Config) -> int:
         if self.ranks_key is None:

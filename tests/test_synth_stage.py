@@ -184,6 +184,37 @@ def test_synth_on_a_fresh_run_makes_the_prompts_first(tmp_path, reference):
     assert "prompts already done, skipped" in again.stdout and "synth already done, skipped" in again.stdout
 
 
+def test_weights_resaved_in_place_never_mix_into_a_run(tmp_path):
+    """The run's identity is its config, so only the weights' recorded revision tells that the folder
+    it names now holds other weights: a partial run refuses to go on, a finished one says so."""
+    from gptfl_hpc.errors import UserError
+    from gptfl_hpc.synth.tiny import ensure_tiny
+
+    weights = ensure_tiny("stable_diffusion", tmp_path / "weights")
+    path = write_config(tmp_path, "run", tasks=3)
+    path.write_text(path.read_text().replace("weights: tiny", f"weights: {weights}"))
+    gptfl("prompts", path)
+    assert run_task(load_config(path), 0)["made"] == 1  # shard 0 of 3: the run is partial
+    unet_config = weights / "unet" / "config.json"
+    original = unet_config.read_text()
+    unet_config.write_text(original.replace("{", '{"resaved": true,', 1))  # the same path, other weights
+
+    proc = gptfl("synth", path, check=False)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "synth.model.weights revision" in lines[0] and "set run_dir to a new directory" in lines[0]
+    with pytest.raises(UserError, match="never share a run"):
+        run_task(load_config(path), 1)  # an array task started by other means refuses as well
+    assert sorted(p.name for p in (tmp_path / "run" / "synth").glob("shard-*.h5")) == ["shard-00000.h5"]
+
+    unet_config.write_text(original)  # the weights the run was made with: it finishes
+    assert "synth: synth: inline job" in gptfl("synth", path).stdout
+    assert verify(tmp_path / "run") == []
+    unet_config.write_text(original.replace("{", '{"resaved": true,', 1))
+    again = gptfl("synth", path).stdout
+    assert "synth already done, skipped" in again
+    assert "synth: note:" in again and "to sample from the new weights, set run_dir to a new directory" in again
+
 def test_a_count_that_is_not_whole_classes_is_said_in_one_line(tmp_path):
     path = write_config(tmp_path, "run")
     proc = gptfl("synth", path, "synth.count=37", "--dry-run")

@@ -54,6 +54,8 @@ class Pipeline:
                 self.say(f"{stage.name} not needed: {skipped[stage.name]}")
             elif not stage.always_rerun and stage.is_done(self.config):
                 self.say(f"{stage.name} already done, skipped")
+                if stage.reuse_note is not None and (note := stage.reuse_note(self.config)):
+                    self.say(f"{stage.name}: note: {note}")
             else:
                 chosen.append(stage)
         return chosen

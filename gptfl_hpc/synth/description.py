@@ -87,4 +87,4 @@ def summarize(config: Config, results: list) -> dict[str, Any]:
 
 STAGE = Stage("synth", "prompts -> synthetic shards (one array job)", run=synth.run_array_task, check=check,
               state=state, output=output, needs=("prompts",), plan=plan, prerequisites=("prompts",),
-              explain=explain, summarize=summarize)
+              explain=explain, summarize=summarize, reuse_note=synth.reuse_note)

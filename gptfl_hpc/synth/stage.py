@@ -135,12 +135,59 @@ def check(config: Config, prompts_pending: bool = False) -> Plan:
         load_prompts(config.run_dir, labels)
     plan = load_plan(config, len(labels))
     if config.synth.model.weights != "tiny":  # tiny weights are built by the first task, never missing
-        check_weights(config.synth.model, *resolve_weights(config.synth.model, config.run_dir))
+        weights_dir, vocoder_dir = resolve_weights(config.synth.model, config.run_dir)
+        check_weights(config.synth.model, weights_dir, vocoder_dir)
+        refuse_changed_weights(config, {"weights_revision": revision_of(weights_dir, vocoder_dir)})
     if config.synth.score is not None:
         from gptfl_hpc.synth.scoring.kinds import check_score_model
 
         check_score_model(config.synth.score, config.synth.model.modality, config.run_dir)
     return plan
+
+
+def revision_of(weights_dir: Path, vocoder_dir: Optional[Path]) -> str:
+    """The fingerprint of the generator's weights (and vocoder) recorded with every shard."""
+    from gptfl_hpc.synth.generators import weights_revision
+
+    return weights_revision(*[d for d in (weights_dir, vocoder_dir) if d is not None])
+
+
+def weights_change(config: Config, current: dict[str, Any]) -> Optional[str]:
+    """How the weights in ``current`` (``weights_revision``, ``score_revision``) differ from those
+    that made the samples already in ``RUN/synth``, or None. The identity of a run is its config, so
+    weights re-saved in place under the same path keep the run directory and only this tells them apart."""
+    path = synth_dir(config) / PLAN
+    if not path.is_file():
+        return None
+    recorded = json.loads(path.read_text())
+    for key, what in (("weights_revision", "synth.model.weights"), ("score_revision", "synth.score.model")):
+        if recorded.get(key) and current.get(key) and recorded[key] != current[key]:
+            return (f"{path.parent} holds samples made from {what} revision {recorded[key]}, "
+                    f"but those weights now have revision {current[key]}")
+    return None
+
+
+def refuse_changed_weights(config: Config, current: dict[str, Any]) -> None:
+    """Refuse to add samples of other weights to a run's shards: a dataset is made by one generator."""
+    change = weights_change(config, current)
+    if change:
+        raise UserError(f"{change}; samples of two generators never share a run: set run_dir to a new "
+                        "directory for the new weights, or restore the weights this run was made with")
+
+
+def reuse_note(config: Config) -> Optional[str]:
+    """For a finished synthesis: whether its shards come from other weights than those configured now."""
+    from gptfl_hpc.synth.generators import resolve_weights
+
+    if config.synth.model.weights == "tiny" or not (synth_dir(config) / PLAN).is_file():
+        return None
+    try:
+        weights_dir, vocoder_dir = resolve_weights(config.synth.model, config.run_dir)
+        current = revision_of(weights_dir, vocoder_dir)
+    except (UserError, OSError):  # weights moved away after synthesis: the shards are all that counts
+        return None
+    change = weights_change(config, {"weights_revision": current})
+    return f"{change}; to sample from the new weights, set run_dir to a new directory" if change else None
 
 
 def prepare(config: Config) -> SynthJob:
@@ -158,7 +205,7 @@ def prepare(config: Config) -> SynthJob:
         "generator": model.kind,
         "modality": model.modality,
         "weights": model.weights,
-        "weights_revision": weights_revision(*[d for d in (weights_dir, vocoder_dir) if d is not None]),
+        "weights_revision": revision_of(weights_dir, vocoder_dir),
         "config_hash": synth_identity(config),
     }
     score_model = None
@@ -169,6 +216,7 @@ def prepare(config: Config) -> SynthJob:
         # Only with scores on, so shards made without them keep their bytes.
         provenance.update(score_model=config.synth.score.model or "tiny", score_kind=score_model[0].name,
                           score_revision=weights_revision(score_model[1]))
+    refuse_changed_weights(config, provenance)  # before a task adds samples of other weights to the run
     prepare_run_dir(config)  # after the checks: a refused config must not claim the run_dir
     folder = synth_dir(config)
     if not (folder / PLAN).is_file():
