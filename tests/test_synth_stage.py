@@ -202,7 +202,7 @@ def test_weights_resaved_in_place_never_mix_into_a_run(tmp_path):
     proc = gptfl("synth", path, check=False)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
-    assert "synth.model.weights revision" in lines[0] and "set run_dir to a new directory" in lines[0]
+    assert "synth.model.weights revision" in lines[0] and "to a new directory for the new weights" in lines[0]
     with pytest.raises(UserError, match="never share a run"):
         run_task(load_config(path), 1)  # an array task started by other means refuses as well
     assert sorted(p.name for p in (tmp_path / "run" / "synth").glob("shard-*.h5")) == ["shard-00000.h5"]
@@ -213,7 +213,8 @@ def test_weights_resaved_in_place_never_mix_into_a_run(tmp_path):
     unet_config.write_text(original.replace("{", '{"resaved": true,', 1))
     again = gptfl("synth", path).stdout
     assert "synth already done, skipped" in again
-    assert "synth: note:" in again and "to sample from the new weights, set run_dir to a new directory" in again
+    assert "synth: note:" in again and "to sample from the new weights, set run_dir (in a sweep, --shared-dir)" in again
+
 
 def test_a_count_that_is_not_whole_classes_is_said_in_one_line(tmp_path):
     path = write_config(tmp_path, "run")

@@ -171,8 +171,9 @@ def refuse_changed_weights(config: Config, current: dict[str, Any]) -> None:
     """Refuse to add samples of other weights to a run's shards: a dataset is made by one generator."""
     change = weights_change(config, current)
     if change:
-        raise UserError(f"{change}; samples of two generators never share a run: set run_dir to a new "
-                        "directory for the new weights, or restore the weights this run was made with")
+        raise UserError(f"{change}; samples of two generators never share a run: set run_dir (in a sweep, "
+                        "--shared-dir) to a new directory for the new weights, or restore the weights this run "
+                        "was made with")
 
 
 def reuse_note(config: Config) -> Optional[str]:
@@ -187,7 +188,8 @@ def reuse_note(config: Config) -> Optional[str]:
     except (UserError, OSError):  # weights moved away after synthesis: the shards are all that counts
         return None
     change = weights_change(config, {"weights_revision": current})
-    return f"{change}; to sample from the new weights, set run_dir to a new directory" if change else None
+    return (f"{change}; to sample from the new weights, set run_dir (in a sweep, --shared-dir) to a new directory"
+            if change else None)
 
 
 def prepare(config: Config) -> SynthJob:
